@@ -1,0 +1,123 @@
+/*
+ * async/pool.h — thread pools.
+ *
+ * A pool runs tasks (see async/future.h) on worker threads. Each worker owns a
+ * work-stealing deque for the tasks it submits; submissions from other threads
+ * enter a shared injection queue; idle workers steal, then park. A worker that
+ * blocks inside a library call (future_get with nothing to help with, a
+ * channel operation, async_sleep) is counted as blocked, and when every worker
+ * is blocked while work is queued the pool starts a replacement, up to
+ * max_threads. At that cap it writes one line through its log hook:
+ * "saturated: N workers blocked, M tasks queued". Replacement workers that stay
+ * idle for a few seconds exit. Apart from replacements a pool never runs more
+ * than `threads` tasks at once; threads that run a task inline while waiting
+ * for it (see future_get) are not counted.
+ *
+ * The default pool is created on first use (async_run, async_default_pool),
+ * sized by $ASYNC_THREADS or else the number of online CPUs. A bad
+ * $ASYNC_THREADS (0, negative, not a number, above 4096) falls back to the CPU
+ * count with one warning line on stderr. A program may return from main with
+ * tasks in flight, as in Go: the default pool adds no exit-time wait.
+ *
+ * Not supported: fork() while a pool has live workers (the child has none of
+ * the workers; use the pools only in the parent, or before any is created).
+ */
+#ifndef ASYNC_POOL_H
+#define ASYNC_POOL_H
+
+#include <async/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct async_pool async_pool_t;
+
+typedef struct async_pool_config {
+    unsigned    threads;      /* 0: $ASYNC_THREADS, else the number of online CPUs */
+    unsigned    max_threads;  /* cap with replacements for blocked workers; 0: 10,000 as Go's */
+    const char *name;         /* thread-name prefix seen in debuggers; NULL: "async" */
+    void      (*log)(void *ctx, const char *line);   /* panic lines; NULL: stderr */
+    void       *log_ctx;
+} async_pool_config_t;
+
+typedef enum async_shutdown {
+    ASYNC_DRAIN,    /* run everything already queued, then stop */
+    ASYNC_CANCEL,   /* queued tasks are cancelled (ECANCELED); running ones as by future_cancel */
+} async_shutdown_t;
+
+typedef struct async_pool_stats {
+    unsigned threads;        /* workers alive now, replacements included */
+    unsigned peak_threads;   /* most workers alive at once */
+    unsigned blocked;        /* workers blocked in library calls now */
+    unsigned idle;           /* workers parked with nothing to do */
+    size_t   queued;         /* tasks submitted and not yet started */
+    uint64_t submitted, succeeded, failed, cancelled, stolen;
+} async_pool_stats_t;
+
+/*
+ * async_pool_create — start a pool.
+ *   config:        NULL for every default. The name is copied (truncated to
+ *                  fit a thread name); log and log_ctx are kept. The log hook
+ *                  may be called from any worker, concurrently, and must not
+ *                  call back into the pool.
+ *   Blocks:        no (starts `threads` workers and returns).
+ *   Thread-safety: any thread.
+ *   Ownership:     the caller owns the pool and ends it with async_pool_destroy.
+ *   Returns:       the pool, or NULL with errno: EINVAL (max_threads below
+ *                  the resolved thread count, or above 10,000 threads),
+ *                  ENOMEM, EAGAIN (not a single worker thread could be started;
+ *                  when some but not all start, the pool runs with those).
+ */
+ASYNC_API async_pool_t *async_pool_create(const async_pool_config_t *config);
+
+/*
+ * async_pool_destroy — stop a pool and free it.
+ *   how:           ASYNC_DRAIN runs everything queued (work submitted by the
+ *                  pool's own tasks meanwhile is accepted and runs) then stops;
+ *                  ASYNC_CANCEL cancels every queued task (its future gets
+ *                  ECANCELED) and asks the running ones to stop, as
+ *                  future_cancel does, waking their blocked calls.
+ *                  Once destroy has begun, submissions from any thread other
+ *                  than the pool's own tasks (and, when cancelling, from
+ *                  anyone) fail with ECANCELED.
+ *   Blocks:        until every worker has exited and every task of the pool,
+ *                  including those run inline by other threads, is done.
+ *                  After it returns every future the pool ever returned is
+ *                  done; handles stay valid until future_free.
+ *   Thread-safety: once per pool; not from one of the pool's own tasks.
+ *   Returns:       0; EINVAL (NULL pool, or an invalid how); EDEADLK when
+ *                  called from one of the pool's own tasks (nothing happens).
+ */
+ASYNC_API int async_pool_destroy(async_pool_t *pool, async_shutdown_t how);
+
+/*
+ * async_default_pool — the process-wide default pool, created on first use.
+ *   Returns:       the pool, or NULL with errno (as async_pool_create).
+ */
+ASYNC_API async_pool_t *async_default_pool(void);
+
+/*
+ * async_shutdown — destroy the default pool (if one exists) as
+ *                  async_pool_destroy(pool, how) does; the next use of the
+ *                  default pool creates a new one.
+ *   Returns:       0 (also when there was no default pool), or the error of
+ *                  async_pool_destroy.
+ */
+ASYNC_API int async_shutdown(async_shutdown_t how);
+
+/*
+ * async_pool_stats — a snapshot of the pool's counters.
+ *   pool:          NULL: the default pool (created if need be).
+ *   Blocks:        no. Counters are kept per worker and summed here, so the
+ *                  snapshot is not atomic across fields: under load, queued is
+ *                  an estimate; once the pool is quiet every field is exact.
+ *   Returns:       0; EINVAL when out is NULL; errno of async_default_pool.
+ */
+ASYNC_API int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ASYNC_POOL_H */

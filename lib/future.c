@@ -1,0 +1,448 @@
+/*
+ * lib/future.c — completing futures and waiting for them.
+ *
+ * Owns: async_run/async_run_on/async_submit, completion, future_get (inline
+ * run and the helping rule), cancellation, the queries, wait_all/wait_any.
+ *
+ * Completion is one seq_cst store of the final state (a CAS for promises and
+ * for cancelling a task nobody ran), after the outcome fields were written.
+ * A waiter publishes its wnode on f->waiters under f->lock with a seq_cst
+ * store and then reads the state (seq_cst); the completer stores the state
+ * and then reads f->waiters (seq_cst). One of the two sees the other (a
+ * Dekker pair), so a completion with nobody waiting costs no lock at all,
+ * and no waiter is ever missed. Woken waiters are fired under f->lock and
+ * unparked after it is released (parkers are type-stable, see park.c).
+ *
+ * Waiting without a deadline never deadlocks the pool:
+ *   1. a task not yet started is claimed (CAS PENDING -> RUNNING) and run on
+ *      the waiting thread; the worker that pops its queue entry later finds
+ *      it claimed and drops it. A worker waiting for the task it pushed last
+ *      pops it from its own deque first (the fork/join fast path).
+ *   2. inside a task, a waiter whose target is already running follows the
+ *      chain of `awaiting` links (target -> what it waits for -> ...) and
+ *      runs the first task on it that nobody has started: the awaited task
+ *      needs it, so running it can never block on something the waiter was
+ *      about to produce. Nothing else is run (API.md says why).
+ *   3. else it parks; a worker then counts as blocked (pool.c).
+ * A wait with a finite deadline only parks, so it returns on time.
+ *
+ * Fields: f->waiters links and f->awaiting are guarded by f->lock; the state
+ * and the refs are atomics; the outcome (out, err) is written once before the
+ * final state store (release) and read after an acquire load of the state.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char static_empty[] = "";
+static char static_oom[] = "out of memory";
+
+bool async__msg_is_static(const char *msg)
+{
+    return msg == static_empty || msg == static_oom || msg == async__broken_promise;
+}
+
+char *async__format(const char *fmt, va_list ap, bool *oom)
+{
+    *oom = false;
+    if (!fmt || !*fmt)
+        return static_empty;
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    char *s = n >= 0 ? async__malloc((size_t)n + 1) : NULL;
+    if (!s) {
+        *oom = true;
+        return static_oom;
+    }
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+/* -------------------------------------------------------- waiters */
+
+static void link_waiter(struct future *f, struct async_wnode *n)
+{
+    struct async_wnode *head = atomic_load_explicit(&f->waiters, memory_order_relaxed);
+    n->prev = NULL;
+    n->next = head;
+    if (head)
+        head->prev = n;
+    n->linked = true;
+    atomic_store_explicit(&f->waiters, n, memory_order_seq_cst);
+}
+
+static void unlink_waiter(struct future *f, struct async_wnode *n)
+{
+    if (!n->linked)
+        return;
+    if (n->prev)
+        n->prev->next = n->next;
+    else
+        atomic_store_explicit(&f->waiters, n->next, memory_order_relaxed);
+    if (n->next)
+        n->next->prev = n->prev;
+    n->linked = false;
+}
+
+static void wake_all(struct future *f)
+{
+    struct async_wakeset ws = { 0 };
+    async__lock(&f->lock);
+    struct async_wnode *n = atomic_load_explicit(&f->waiters, memory_order_relaxed);
+    atomic_store_explicit(&f->waiters, NULL, memory_order_relaxed);
+    while (n) {
+        struct async_wnode *next = n->next;
+        struct async_parker *p = n->w->parker;
+        n->linked = false;
+        if (async__waiter_fire(n->w, n->index + 1))
+            async__wakeset_add(&ws, p);
+        n = next;   /* n may be gone once fired: read next first */
+    }
+    async__unlock(&f->lock);
+    async__wakeset_flush(&ws);
+}
+
+static void after_final_store(struct future *f)
+{
+    if (atomic_load_explicit(&f->waiters, memory_order_seq_cst) != NULL)
+        wake_all(f);
+}
+
+void async__future_complete(struct future *f, uint32_t final, int err, void *value)
+{
+    if (final == ASYNC_S_SUCCEEDED) {
+        f->out.result = value;
+    } else if (final == ASYNC_S_FAILED) {
+        f->err = err;
+        f->out.msg = value;
+    } else {
+        f->err = ECANCELED;
+    }
+    atomic_store_explicit(&f->state, final, memory_order_seq_cst);
+    after_final_store(f);
+}
+
+bool async__future_cancel_pending(struct future *f)
+{
+    uint32_t s = ASYNC_S_PENDING;
+    if (!atomic_compare_exchange_strong_explicit(&f->state, &s, ASYNC_S_CANCELLED,
+            memory_order_seq_cst, memory_order_relaxed))
+        return false;
+    f->err = ECANCELED;
+    async__pool_count(f->pool, ASYNC_C_CANCELLED);
+    after_final_store(f);
+    return true;
+}
+
+/* Park until f is done or the deadline. 0, ETIMEDOUT, EAGAIN, ECANCELED,
+ * ENOMEM (no parker for this thread). */
+static int wait_done(struct future *f, int64_t deadline)
+{
+    if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
+        return 0;
+    if (deadline == 0)
+        return EAGAIN;
+    struct async_waiter w;
+    if (async__waiter_init(&w))
+        return ENOMEM;
+    struct async_wnode n = { .w = &w, .index = 0 };
+    async__lock(&f->lock);
+    link_waiter(f, &n);
+    if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_seq_cst))) {
+        unlink_waiter(f, &n);
+        async__unlock(&f->lock);
+        return 0;
+    }
+    async__unlock(&f->lock);
+    int rc = async__wait(&w, deadline);
+    if (rc) {
+        async__lock(&f->lock);
+        unlink_waiter(f, &n);
+        async__unlock(&f->lock);
+        if (atomic_load_explicit(&w.fired, memory_order_acquire))
+            rc = 0;   /* completed as we gave up: the completion stands */
+    }
+    return rc;
+}
+
+/* ------------------------------------------------- inline running */
+
+/* Run f on this thread if nobody has started it. true when f is done. */
+static bool try_inline(struct future *f)
+{
+    if (f->kind != ASYNC_KIND_TASK ||
+        atomic_load_explicit(&f->state, memory_order_acquire) != ASYNC_S_PENDING)
+        return false;
+    struct async_pool *pool = f->pool;
+    struct async_worker *w = async__tls.worker;
+    if (async__pool_pop_local(f)) {
+        /* Popped from our own deque: the queue's reference is ours now. */
+        if (async__task_claim(f))
+            async__task_run(f);
+        async__record_release(f);
+        return true;
+    }
+    bool own = w && async__worker_pool(w) == pool;
+    if (!own && !async__pool_inline_begin(pool))
+        return false;   /* the pool is cancelling: its destroyer owns f */
+    bool ran = async__task_claim(f);
+    if (ran)
+        async__task_run(f);
+    if (!own)
+        async__pool_inline_end(pool);
+    return ran;
+}
+
+/* Follow f's chain of awaited tasks; run the first one nobody started.
+ * Each link is read under its owner's lock and pinned by a reference, since
+ * the owner holds a handle on what it awaits only while it waits. */
+static bool help(struct future *f)
+{
+    struct future *cur = f;
+    bool ran = false;
+    for (int depth = 0; depth < 64 && !ran; depth++) {
+        async__lock(&cur->lock);
+        struct future *g = cur->awaiting;
+        if (g)
+            async__record_retain(g);
+        async__unlock(&cur->lock);
+        if (cur != f)
+            async__record_release(cur);
+        if (!g)
+            return false;
+        ran = try_inline(g);
+        cur = g;
+    }
+    if (cur != f)
+        async__record_release(cur);
+    return ran;
+}
+
+static void set_awaiting(struct future *me, struct future *f)
+{
+    async__lock(&me->lock);
+    me->awaiting = f;
+    async__unlock(&me->lock);
+}
+
+/* The no-deadline wait: run it, help it, or park. */
+static int get_forever(struct future *f)
+{
+    for (;;) {
+        if (try_inline(f))
+            return 0;
+        if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
+            return 0;
+        struct future *me = async__current_task();
+        if (!me)
+            return wait_done(f, ASYNC_FOREVER);
+        if (async__cancel_requested())
+            return ECANCELED;
+        if (help(f))
+            continue;
+        set_awaiting(me, f);
+        int rc = wait_done(f, ASYNC_FOREVER);
+        set_awaiting(me, NULL);
+        return rc;
+    }
+}
+
+/* ------------------------------------------------------ public API */
+
+future_t *async_submit(async_pool_t *pool, async_fn fn, const void *arg, size_t arg_size)
+{
+    if (!fn || (arg_size && !arg)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    pool = async__pool_resolve(pool);
+    if (!pool)
+        return NULL;
+    struct future *f = async__task_new(pool, fn, arg, arg_size);
+    if (!f) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int rc = async__pool_submit(pool, f);
+    if (rc) {
+        atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+        async__record_release(f);
+        errno = rc;
+        return NULL;
+    }
+    return f;
+}
+
+future_t *async_run_on(async_pool_t *pool, async_fn fn, void *arg)
+{
+    return async_submit(pool, fn, arg, 0);
+}
+
+future_t *async_run(async_fn fn, void *arg)
+{
+    return async_submit(NULL, fn, arg, 0);
+}
+
+static int outcome(const struct future *f, uint32_t s, void **result)
+{
+    switch (s) {
+    case ASYNC_S_SUCCEEDED:
+        if (result)
+            *result = f->out.result;
+        return 0;
+    case ASYNC_S_FAILED:
+        return f->err;
+    default:
+        return ECANCELED;
+    }
+}
+
+int future_get_until(future_t *f, void **result, int64_t deadline)
+{
+    if (!f || async__deadline_valid(deadline))
+        return EINVAL;
+    if (async__cancel_requested())
+        return ECANCELED;
+    uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
+    if (!ASYNC_S_DONE(s)) {
+        int rc = deadline == ASYNC_FOREVER ? get_forever(f) : wait_done(f, deadline);
+        if (rc)
+            return rc;
+        s = atomic_load_explicit(&f->state, memory_order_acquire);
+    }
+    return outcome(f, s, result);
+}
+
+int future_get(future_t *f, void **result)
+{
+    return future_get_until(f, result, ASYNC_FOREVER);
+}
+
+future_state_t future_state(const future_t *f)
+{
+    if (!f)
+        return FUTURE_FAILED;
+    uint32_t s = atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire);
+    return s == ASYNC_S_COMPLETING ? FUTURE_PENDING : (future_state_t)s;
+}
+
+bool future_done(const future_t *f)
+{
+    return f && ASYNC_S_DONE(atomic_load_explicit(&((future_t *)f)->state,
+                                                  memory_order_acquire));
+}
+
+const char *future_error(const future_t *f)
+{
+    if (!f || atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire) !=
+                  ASYNC_S_FAILED)
+        return NULL;
+    return f->out.msg;
+}
+
+int future_cancel(future_t *f)
+{
+    if (!f)
+        return EINVAL;
+    if (f->kind == ASYNC_KIND_PROMISE)
+        return async__promise_cancel(f);
+    if (async__future_cancel_pending(f))
+        return 0;
+    if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
+        return EALREADY;
+    /* Running: ask it to stop and wake whatever it is blocked in. */
+    atomic_store_explicit(&f->cancel, 1, memory_order_seq_cst);
+    struct async_parker *p = atomic_load_explicit(&f->parker, memory_order_seq_cst);
+    if (p)
+        async__unpark(p);
+    return EBUSY;
+}
+
+void future_free(future_t *f)
+{
+    if (f)
+        async__record_release(f);
+}
+
+static int check_array(future_t *const *fs, size_t n, int64_t deadline)
+{
+    if (async__deadline_valid(deadline) || (n && !fs))
+        return EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!fs[i])
+            return EINVAL;
+    return 0;
+}
+
+int future_wait_all(future_t *const *fs, size_t n, int64_t deadline)
+{
+    int rc = check_array(fs, n, deadline);
+    if (rc)
+        return rc;
+    if (n && async__cancel_requested())
+        return ECANCELED;
+    for (size_t i = 0; i < n; i++) {
+        rc = deadline == ASYNC_FOREVER ? get_forever(fs[i]) : wait_done(fs[i], deadline);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static bool lowest_done(future_t *const *fs, size_t n, size_t *index)
+{
+    for (size_t i = 0; i < n; i++)
+        if (future_done(fs[i])) {
+            if (index)
+                *index = i;
+            return true;
+        }
+    return false;
+}
+
+#define ANY_STACK_NODES 8
+
+int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *index)
+{
+    int rc = check_array(fs, n, deadline);
+    if (rc || n == 0)
+        return rc ? rc : EINVAL;
+    if (async__cancel_requested())
+        return ECANCELED;
+    if (lowest_done(fs, n, index))
+        return 0;
+    if (deadline == 0)
+        return EAGAIN;
+    struct async_waiter w;
+    if (async__waiter_init(&w))
+        return ENOMEM;
+    struct async_wnode stack_nodes[ANY_STACK_NODES];
+    struct async_wnode *nodes = stack_nodes;
+    if (n > ANY_STACK_NODES && !(nodes = async__calloc(n, sizeof *nodes)))
+        return ENOMEM;
+    bool done = false;
+    size_t linked = 0;
+    for (; linked < n && !done; linked++) {
+        struct future *f = fs[linked];
+        nodes[linked] = (struct async_wnode){ .w = &w, .index = linked };
+        async__lock(&f->lock);
+        link_waiter(f, &nodes[linked]);
+        done = ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_seq_cst));
+        async__unlock(&f->lock);
+    }
+    rc = done ? 0 : async__wait(&w, deadline);
+    for (size_t i = 0; i < linked; i++) {
+        async__lock(&fs[i]->lock);
+        unlink_waiter(fs[i], &nodes[i]);
+        async__unlock(&fs[i]->lock);
+    }
+    if (nodes != stack_nodes)
+        async__free(nodes);
+    if (lowest_done(fs, n, index))
+        return 0;
+    return rc ? rc : ETIMEDOUT;
+}

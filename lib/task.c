@@ -1,0 +1,310 @@
+/*
+ * lib/task.c — the task record's life, and what a task can do while it runs.
+ *
+ * Owns: record allocation and the per-thread record cache; the run of one
+ * task on the current thread (its frame, deferred functions, panic,
+ * completion); the thread's "current task"; async_cancelled, async_defer,
+ * async_panic; the thread-exit hook.
+ *
+ * Design. A task run is a frame on the runner's stack (struct async_frame),
+ * linked to the frame it is nested in: a thread that waits for a task may run
+ * another one inline, so frames nest. async_panic longjmps to the innermost
+ * frame; its deferred functions then run, each popped before it is called, so
+ * a deferred function that panics lands in the same frame and the rest still
+ * run. Deferred functions live on a per-thread stack: a run's entries sit
+ * above its defer_base, nested runs push above their parent's, so the LIFO of
+ * runs and of defers coincide and no per-task allocation is needed.
+ * Rejected: a defer list in the record (a malloc per defer, and 8 more bytes
+ * per record), and unwinding with a jmp_buf per worker (a panic inside an
+ * inline run would unwind the caller's task too).
+ *
+ * Invariants:
+ *   tls.frame == NULL  <=>  no task runs on this thread.
+ *   frame->defer_base <= tls.ndefers while frame is the innermost frame.
+ *   A record in a thread's cache has refs == 0 and is touched by no one else.
+ *   refs == number of handles + (1 while the record is in a queue).
+ *
+ * Memory order: refs drop with acq_rel (the last dropper sees every write of
+ * the others); the runner's writes to the outcome happen before the final
+ * state store in future.c.
+ */
+#include "internal.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+_Thread_local struct async_tls async__tls;
+
+struct async_defer {
+    void (*fn)(void *);
+    void *arg;
+};
+
+#define CACHE_MAX 256
+
+static pthread_key_t  tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+/* ------------------------------------------------------ thread exit */
+
+static void tls_release(void *unused)
+{
+    (void)unused;
+    struct async_tls *t = &async__tls;
+    while (t->cache) {
+        struct future *f = t->cache;
+        t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
+        async__free(f);
+    }
+    t->ncache = 0;
+    async__free(t->defers);
+    t->defers = NULL;
+    t->ndefers = t->capdefers = 0;
+    async__parker_put(t->parker);
+    t->parker = NULL;
+}
+
+static void tls_key_create(void)
+{
+    ASYNC_CHECK(pthread_key_create(&tls_key, tls_release));
+}
+
+void async__tls_register(void)
+{
+    ASYNC_CHECK(pthread_once(&tls_once, tls_key_create));
+    if (!pthread_getspecific(tls_key))
+        ASYNC_CHECK(pthread_setspecific(tls_key, &async__tls));
+}
+
+uint64_t async__rand(void)
+{
+    uint64_t x = async__tls.rng;
+    if (ASYNC_UNLIKELY(x == 0)) {
+        x = (uint64_t)(uintptr_t)&async__tls ^ (uint64_t)async_now() ^ 0x9e3779b97f4a7c15ull;
+        if (x == 0)
+            x = 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    async__tls.rng = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+
+/* ----------------------------------------------------------- records */
+
+static struct future *record_alloc(size_t arg_size)
+{
+    struct async_tls *t = &async__tls;
+    if (arg_size == 0 && t->cache && !async__alloc_hooked()) {
+        struct future *f = t->cache;
+        t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
+        t->ncache--;
+        return f;
+    }
+    if (arg_size > SIZE_MAX - sizeof(struct future)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct future *f = async__malloc(sizeof(struct future) + arg_size);
+    if (f)
+        f->size_class = arg_size == 0;
+    return f;
+}
+
+static void record_free(struct future *f)
+{
+    struct async_tls *t = &async__tls;
+    if (f->size_class && t->ncache < CACHE_MAX && !async__alloc_hooked()) {
+        if (!t->cache)
+            async__tls_register();
+        atomic_store_explicit(&f->next, t->cache, memory_order_relaxed);
+        t->cache = f;
+        t->ncache++;
+        return;
+    }
+    async__free(f);
+}
+
+static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
+{
+    atomic_init(&f->next, NULL);
+    atomic_init(&f->state, ASYNC_S_PENDING);
+    atomic_init(&f->refs, 2);
+    atomic_init(&f->lock.word, 0);
+    f->err = 0;
+    atomic_init(&f->cancel, 0);
+    f->kind = kind;
+    f->spare = 0;
+    f->fn = NULL;
+    f->arg = NULL;
+    f->out.result = NULL;
+    f->pool = pool;
+    atomic_init(&f->waiters, NULL);
+    f->awaiting = NULL;
+    atomic_init(&f->parker, NULL);
+}
+
+struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
+                               size_t arg_size)
+{
+    struct future *f = record_alloc(arg_size);
+    if (!f)
+        return NULL;
+    record_init(f, ASYNC_KIND_TASK, pool);
+    f->fn = fn;
+    if (arg_size) {
+        memcpy(f->argbuf, arg, arg_size);
+        f->arg = f->argbuf;
+    } else {
+        f->arg = (void *)arg;
+    }
+    return f;
+}
+
+struct future *async__promise_new(void)
+{
+    struct future *f = record_alloc(0);
+    if (!f)
+        return NULL;
+    record_init(f, ASYNC_KIND_PROMISE, NULL);
+    return f;
+}
+
+void async__record_release(struct future *f)
+{
+    /* A sole owner needs no atomic read-modify-write: nobody else holds a
+     * handle that could take another reference. */
+    if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
+        atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED &&
+        !async__msg_is_static(f->out.msg))
+        async__free(f->out.msg);
+    record_free(f);
+}
+
+/* --------------------------------------------------------------- run */
+
+static void log_panic(struct future *f, int err, const char *msg)
+{
+    char name[160];
+    Dl_info info;
+    if (dladdr((void *)(uintptr_t)f->fn, &info) && info.dli_sname)
+        snprintf(name, sizeof name, "%s", info.dli_sname);
+    else
+        snprintf(name, sizeof name, "%p", (void *)(uintptr_t)f->fn);
+    char line[512];
+    snprintf(line, sizeof line, "panic in task %s: %s (error %d)", name, msg, err);
+    async__pool_log(f->pool, line);
+}
+
+/* Pop and call this run's deferred functions, last in first out. */
+static void run_defers(struct async_frame *fr)
+{
+    struct async_tls *t = &async__tls;
+    while (t->ndefers > fr->defer_base) {
+        struct async_defer d = t->defers[--t->ndefers];
+        d.fn(d.arg);
+    }
+}
+
+void async__task_run(struct future *f)
+{
+    struct async_frame fr;
+    fr.task = f;
+    fr.prev = async__tls.frame;
+    fr.defer_base = async__tls.ndefers;
+    fr.result = NULL;
+    fr.pmsg = NULL;
+    fr.perr = 0;
+    fr.panicked = false;
+    atomic_store_explicit(&f->parker, async__parker_self(), memory_order_release);
+    async__tls.frame = &fr;
+    async__pool_count(f->pool, ASYNC_C_STARTED);
+
+    /* async_panic lands here (sigsetjmp returns nonzero). Everything the
+     * landing reads is reached through async__tls.frame, not through locals
+     * that changed after sigsetjmp. */
+    if (sigsetjmp(fr.jb, 0) == 0)
+        async__tls.frame->result = f->fn(f->arg);
+    run_defers(async__tls.frame);
+
+    struct async_frame *cur = async__tls.frame;
+    async__tls.frame = cur->prev;
+    struct async_pool *pool = f->pool;
+    if (cur->panicked) {
+        log_panic(f, cur->perr, cur->pmsg);
+        async__pool_count(pool, ASYNC_C_FAILED);
+        async__future_complete(f, ASYNC_S_FAILED, cur->perr, cur->pmsg);
+    } else {
+        async__pool_count(pool, ASYNC_C_SUCCEEDED);
+        async__future_complete(f, ASYNC_S_SUCCEEDED, 0, cur->result);
+    }
+}
+
+bool async__cancel_requested(void)
+{
+    struct future *f = async__current_task();
+    if (!f)
+        return false;
+    return atomic_load_explicit(&f->cancel, memory_order_acquire) ||
+           async__pool_cancelling(f->pool);
+}
+
+/* ------------------------------------------------------- public API */
+
+bool async_cancelled(void)
+{
+    return async__cancel_requested();
+}
+
+int async_defer(void (*fn)(void *), void *arg)
+{
+    struct async_tls *t = &async__tls;
+    if (!fn || !t->frame)
+        return EINVAL;
+    if (t->ndefers == t->capdefers) {
+        size_t cap = t->capdefers ? t->capdefers * 2 : 16;
+        struct async_defer *d = async__calloc(cap, sizeof *d);
+        if (!d)
+            return ENOMEM;
+        if (t->ndefers)
+            memcpy(d, t->defers, t->ndefers * sizeof *d);
+        async__free(t->defers);
+        if (!t->defers)
+            async__tls_register();
+        t->defers = d;
+        t->capdefers = cap;
+    }
+    t->defers[t->ndefers].fn = fn;
+    t->defers[t->ndefers].arg = arg;
+    t->ndefers++;
+    return 0;
+}
+
+_Noreturn void async_panic(int err, const char *fmt, ...)
+{
+    struct async_frame *fr = async__tls.frame;
+    va_list ap;
+    va_start(ap, fmt);
+    if (!fr) {
+        fputs("libasync: panic outside a task: ", stderr);
+        if (fmt)
+            vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        abort();
+    }
+    bool oom = false;
+    char *msg = async__format(fmt, ap, &oom);
+    va_end(ap);
+    if (fr->panicked && !async__msg_is_static(fr->pmsg))
+        async__free(fr->pmsg);   /* a deferred function panicked: it wins */
+    fr->panicked = true;
+    fr->perr = err > 0 ? err : EIO;
+    fr->pmsg = msg;
+    siglongjmp(fr->jb, 1);
+}
