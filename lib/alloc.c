@@ -19,6 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef ASYNC_TSAN
+_Atomic int async__fence_word;
+#endif
+
 static _Atomic long fail_at;        /* 0: disarmed; else the failing ordinal */
 static _Atomic long alloc_seq;      /* allocations since the last arm */
 static _Atomic long thread_fail_at; /* same, for pthread_create */

@@ -105,7 +105,7 @@ struct future *async__deque_pop(struct async_deque *d)
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
     struct async_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
+    ASYNC_FENCE();
     int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
     if (t > b) {   /* empty */
         atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
@@ -124,7 +124,7 @@ struct future *async__deque_pop(struct async_deque *d)
 struct future *async__deque_steal(struct async_deque *d)
 {
     int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
-    atomic_thread_fence(memory_order_seq_cst);
+    ASYNC_FENCE();
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_acquire);
     if (t >= b)
         return NULL;

@@ -115,10 +115,10 @@ static void after_final_store(struct future *f)
 void async__future_complete(struct future *f, uint32_t final, int err, void *value)
 {
     if (final == ASYNC_S_SUCCEEDED) {
-        f->out.result = value;
+        f->io.result = value;
     } else if (final == ASYNC_S_FAILED) {
         f->err = err;
-        f->out.msg = value;
+        f->io.msg = value;
     } else {
         f->err = ECANCELED;
     }
@@ -292,7 +292,7 @@ static int outcome(const struct future *f, uint32_t s, void **result)
     switch (s) {
     case ASYNC_S_SUCCEEDED:
         if (result)
-            *result = f->out.result;
+            *result = f->io.result;
         return 0;
     case ASYNC_S_FAILED:
         return f->err;
@@ -341,7 +341,7 @@ const char *future_error(const future_t *f)
     if (!f || atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire) !=
                   ASYNC_S_FAILED)
         return NULL;
-    return f->out.msg;
+    return f->io.msg;
 }
 
 int future_cancel(future_t *f)

@@ -31,6 +31,23 @@
 #include <time.h>
 
 #define ASYNC_CACHELINE 64
+
+/* A full (seq_cst) fence. ThreadSanitizer does not model fences, so under it
+ * the fence is a seq_cst read-modify-write of a private word, which it does;
+ * on x86 both are one locked instruction. */
+#if defined(__SANITIZE_THREAD__)
+#  define ASYNC_TSAN 1
+#elif defined(__has_feature)
+#  if __has_feature(thread_sanitizer)
+#    define ASYNC_TSAN 1
+#  endif
+#endif
+#ifdef ASYNC_TSAN
+extern _Atomic int async__fence_word;
+#  define ASYNC_FENCE() ((void)atomic_fetch_add_explicit(&async__fence_word, 0, memory_order_seq_cst))
+#else
+#  define ASYNC_FENCE() atomic_thread_fence(memory_order_seq_cst)
+#endif
 #define ASYNC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ASYNC_LIKELY(x)   __builtin_expect(!!(x), 1)
 
@@ -204,7 +221,8 @@ enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
 
 /*
  * The record behind a future_t: one allocation per submission (argument copy
- * included), recycled through a per-thread cache. 88 bytes on LP64.
+ * included), recycled through a per-thread cache. 80 bytes on LP64 (the
+ * argument and the outcome share a word: one is dead before the other lives).
  *
  * Reference counting: refs = handles (the submitter's, a promise's own hold,
  * each promise_future handle) + 1 while the record sits in a queue. The last
@@ -225,11 +243,13 @@ struct future {
     uint8_t          size_class;  /* 1: standard size (cacheable) */
     uint8_t          spare;
     async_fn         fn;          /* immutable after submit */
-    void            *arg;         /* immutable after submit */
     union {
+        void *arg;                /* until the run starts (read once by the
+                                     runner, before fn is called) */
         void *result;             /* SUCCEEDED */
         char *msg;                /* FAILED: message (may be a static string) */
-    } out;                        /* written before the final state store */
+    } io;                         /* the outcome is written before the final
+                                     state store; the argument is dead by then */
     struct async_pool *pool;      /* immutable; NULL for promises */
     struct async_wnode *_Atomic waiters; /* linked under lock; read lock-free
                                      by the completer's emptiness check */

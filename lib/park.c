@@ -66,7 +66,7 @@ static struct async_parker *free_parkers;   /* guarded by free_lock */
 
 #define SPIN_NS (4 * ASYNC_MICROSECOND)
 static _Atomic unsigned spinners;           /* threads spinning in async__wait */
-static unsigned         ncpu_cached;        /* written once; benign race */
+static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
 
 static inline void cpu_relax(void)
 {
@@ -281,11 +281,11 @@ void async__wakeset_flush(struct async_wakeset *ws)
 
 static unsigned ncpu(void)
 {
-    unsigned n = ncpu_cached;
+    unsigned n = atomic_load_explicit(&ncpu_cached, memory_order_relaxed);
     if (n == 0) {
         long v = sysconf(_SC_NPROCESSORS_ONLN);
         n = v > 0 ? (unsigned)v : 1;
-        ncpu_cached = n;
+        atomic_store_explicit(&ncpu_cached, n, memory_order_relaxed);
     }
     return n;
 }

@@ -111,7 +111,8 @@ struct async_pool {
     _Atomic uint64_t     ext_c[NCOUNTERS];   /* counts of non-worker threads */
 
     /* configuration: immutable after create */
-    unsigned             threads, max_threads;
+    _Atomic unsigned     threads;            /* lowered if fewer start */
+    unsigned             max_threads;
     char                 name[12];
     void               (*log)(void *ctx, const char *line);
     void                *log_ctx;
@@ -185,7 +186,7 @@ static bool quiescent(struct async_pool *pool)
 {
     uint64_t f = sum_one(pool, ASYNC_C_SUCCEEDED) + sum_one(pool, ASYNC_C_FAILED) +
                  sum_one(pool, ASYNC_C_CANCELLED);
-    atomic_thread_fence(memory_order_seq_cst);
+    ASYNC_FENCE();
     return f == sum_one(pool, C_SUBMITTED);
 }
 
@@ -440,7 +441,7 @@ static void all_blocked(struct async_pool *pool)
 /* New work is visible: wake or start a worker if nobody will look. */
 static void signal_work(struct async_pool *pool)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    ASYNC_FENCE();
     if (atomic_load_explicit(&pool->nsearching, memory_order_relaxed) != 0)
         return;
     if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0 && wake_one(pool))
@@ -522,9 +523,10 @@ static void run_popped(struct future *f)
 static bool go_idle(struct async_worker *w)
 {
     struct async_pool *pool = w->pool;
+    stop_searching(w);   /* before joining the idle list: a waker that takes
+                            us off it makes us a searcher again */
     idle_push(w);
-    stop_searching(w);
-    atomic_thread_fence(memory_order_seq_cst);
+    ASYNC_FENCE();
     int ph = atomic_load(&pool->phase);
     if (ph == PH_DRAINING && quiescent(pool)) {
         set_stopping(pool);
@@ -534,7 +536,7 @@ static bool go_idle(struct async_worker *w)
         idle_remove(w);
         return ph == PH_RUNNING || ph == PH_DRAINING;
     }
-    bool extra = atomic_load(&pool->nalive) > pool->threads;
+    bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
     int64_t deadline = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
     for (;;) {
         async__park(w->parker, deadline);
@@ -545,7 +547,7 @@ static bool go_idle(struct async_worker *w)
             return ph == PH_RUNNING || ph == PH_DRAINING;
         }
         if (deadline != ASYNC_FOREVER && async__deadline_passed(deadline) &&
-            atomic_load(&pool->nalive) > pool->threads) {
+            atomic_load(&pool->nalive) > atomic_load(&pool->threads)) {
             idle_remove_locked(w);
             ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
             return false;   /* an idle replacement retires */
@@ -777,7 +779,7 @@ static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned th
         async__free(pool);
         return NULL;
     }
-    pool->threads = threads;
+    atomic_init(&pool->threads, threads);
     pool->max_threads = max;
     snprintf(pool->name, sizeof pool->name, "%s", cfg && cfg->name ? cfg->name : "async");
     pool->log = cfg ? cfg->log : NULL;
@@ -815,7 +817,7 @@ async_pool_t *async_pool_create(const async_pool_config_t *cfg)
         errno = rc == ENOMEM ? ENOMEM : EAGAIN;
         return NULL;
     }
-    pool->threads = started;   /* runs with the workers it got */
+    atomic_store(&pool->threads, started);   /* runs with the workers it got */
     return pool;
 }
 
@@ -912,7 +914,7 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
     if (how == ASYNC_CANCEL) {
         wake_blockers(pool);
     } else {
-        atomic_thread_fence(memory_order_seq_cst);
+        ASYNC_FENCE();
         if (quiescent(pool))
             set_stopping(pool);
         wake_all_idle(pool);   /* idlers re-check quiescence */

@@ -139,8 +139,7 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     f->kind = kind;
     f->spare = 0;
     f->fn = NULL;
-    f->arg = NULL;
-    f->out.result = NULL;
+    f->io.arg = NULL;
     f->pool = pool;
     atomic_init(&f->waiters, NULL);
     f->awaiting = NULL;
@@ -157,9 +156,9 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
     f->fn = fn;
     if (arg_size) {
         memcpy(f->argbuf, arg, arg_size);
-        f->arg = f->argbuf;
+        f->io.arg = f->argbuf;
     } else {
-        f->arg = (void *)arg;
+        f->io.arg = (void *)arg;
     }
     return f;
 }
@@ -181,8 +180,8 @@ void async__record_release(struct future *f)
         atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
     if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED &&
-        !async__msg_is_static(f->out.msg))
-        async__free(f->out.msg);
+        !async__msg_is_static(f->io.msg))
+        async__free(f->io.msg);
     record_free(f);
 }
 
@@ -228,8 +227,10 @@ void async__task_run(struct future *f)
     /* async_panic lands here (sigsetjmp returns nonzero). Everything the
      * landing reads is reached through async__tls.frame, not through locals
      * that changed after sigsetjmp. */
-    if (sigsetjmp(fr.jb, 0) == 0)
-        async__tls.frame->result = f->fn(f->arg);
+    if (sigsetjmp(fr.jb, 0) == 0) {
+        void *arg = f->io.arg;
+        async__tls.frame->result = f->fn(arg);
+    }
     run_defers(async__tls.frame);
 
     struct async_frame *cur = async__tls.frame;
