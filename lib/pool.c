@@ -381,37 +381,34 @@ static int spawn_locked(struct async_pool *pool)
     for (unsigned s = 0; s < n && !w; s++)
         if (pool->slots[s]->dead)
             w = pool->slots[s];
-    bool fresh = w == NULL;
-    if (fresh) {
+    if (!w) {
         if (n == pool->max_threads)
             return EAGAIN;
         w = worker_new(pool, n);
         if (!w)
             return ENOMEM;
+        /* Publish the slot before the thread starts: a worker steals from
+         * slots[0, nslots), its own included. A slot whose thread fails to
+         * start stays, dead, for the next spawn to reuse. */
+        w->dead = true;
+        pool->slots[n] = w;
+        atomic_store_explicit(&pool->nslots, n + 1, memory_order_release);
     } else if (w->has_thread) {
         ASYNC_CHECK(pthread_join(w->thread, NULL));   /* it has exited */
         w->has_thread = false;
     }
     unsigned alive = atomic_fetch_add(&pool->nalive, 1) + 1;
+    w->dead = false;
     int rc = async__thread_create(&w->thread, worker_main, w);
     if (rc) {
         atomic_fetch_sub(&pool->nalive, 1);
-        if (fresh) {
-            async__parker_put(w->parker);
-            async__deque_fini(&w->dq);
-            async__free(w);
-        }
+        w->dead = true;
         return rc;
     }
     w->has_thread = true;
-    w->dead = false;
     unsigned peak = atomic_load(&pool->peak);
     while (alive > peak && !atomic_compare_exchange_weak(&pool->peak, &peak, alive))
         ;
-    if (fresh) {
-        pool->slots[n] = w;
-        atomic_store_explicit(&pool->nslots, n + 1, memory_order_release);
-    }
     return 0;
 }
 
@@ -457,6 +454,8 @@ static struct future *steal(struct async_worker *w)
 {
     struct async_pool *pool = w->pool;
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    if (n < 2)
+        return NULL;
     unsigned start = (unsigned)(async__rand() % n);
     for (unsigned i = 0; i < n; i++) {
         struct async_worker *v = pool->slots[(start + i) % n];
