@@ -42,7 +42,18 @@ struct async_defer {
     void *arg;
 };
 
-#define CACHE_MAX 256
+#define CACHE_MAX   256          /* records a thread keeps */
+#define BATCH       (CACHE_MAX / 2)
+#define DEPOT_MAX   64             /* batches the depot keeps */
+
+/* The depot: batches of free records moved between threads, so a thread
+ * that only allocates (a submitter) is fed by threads that only free (the
+ * workers that drop the queue's reference) without going through malloc.
+ * A batch is a chain through `next`; batches chain through `awaiting`
+ * (unused while free). One short lock per BATCH records. */
+static async_lock_t   depot_lock;
+static struct future *depot;       /* guarded by depot_lock */
+static unsigned       ndepot;      /* guarded by depot_lock */
 
 static pthread_key_t  tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -95,9 +106,52 @@ uint64_t async__rand(void)
 
 /* ----------------------------------------------------------- records */
 
+static void depot_take(struct async_tls *t)
+{
+    async__lock(&depot_lock);
+    struct future *b = depot;
+    if (b) {
+        depot = b->awaiting;
+        ndepot--;
+    }
+    async__unlock(&depot_lock);
+    if (!b)
+        return;
+    if (!t->cache && !t->ncache)
+        async__tls_register();
+    t->cache = b;
+    t->ncache = BATCH;
+}
+
+/* The cache is full: hand BATCH records to the depot, or free them. */
+static void depot_give(struct async_tls *t)
+{
+    struct future *b = t->cache, *last = b;
+    for (unsigned i = 1; i < BATCH; i++)
+        last = atomic_load_explicit(&last->next, memory_order_relaxed);
+    t->cache = atomic_load_explicit(&last->next, memory_order_relaxed);
+    t->ncache -= BATCH;
+    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+    async__lock(&depot_lock);
+    bool kept = ndepot < DEPOT_MAX;
+    if (kept) {
+        b->awaiting = depot;
+        depot = b;
+        ndepot++;
+    }
+    async__unlock(&depot_lock);
+    while (!kept && b) {
+        struct future *next = atomic_load_explicit(&b->next, memory_order_relaxed);
+        async__free(b);
+        b = next;
+    }
+}
+
 static struct future *record_alloc(size_t arg_size)
 {
     struct async_tls *t = &async__tls;
+    if (arg_size == 0 && !t->cache && !async__alloc_hooked())
+        depot_take(t);
     if (arg_size == 0 && t->cache && !async__alloc_hooked()) {
         struct future *f = t->cache;
         t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
@@ -117,7 +171,9 @@ static struct future *record_alloc(size_t arg_size)
 static void record_free(struct future *f)
 {
     struct async_tls *t = &async__tls;
-    if (f->size_class && t->ncache < CACHE_MAX && !async__alloc_hooked()) {
+    if (f->size_class && !async__alloc_hooked()) {
+        if (t->ncache == CACHE_MAX)
+            depot_give(t);
         if (!t->cache)
             async__tls_register();
         atomic_store_explicit(&f->next, t->cache, memory_order_relaxed);
