@@ -1,0 +1,362 @@
+/*
+ * lib/chan.c — Go's channels: make, send, receive, close, len, cap, free.
+ *
+ * Owns: the channel record (struct chan, chan_internal.h), its ring buffer,
+ * its two wait queues, and the try-send / try-receive core that select.c
+ * runs too.
+ *
+ * Design. One short lock per channel guards everything in it; it is held for
+ * a few instructions and a memcpy, never across user code or a park. A send
+ * first looks for a blocked receiver and copies the value straight into that
+ * receiver's buffer (direct hand-off: the ring is bypassed and only that one
+ * receiver is woken); else it fills a free slot; else it blocks. A receive
+ * mirrors it: a blocked sender exists only when the ring is full (or the
+ * channel is unbuffered), so the receiver takes the head slot and moves that
+ * sender's value into the slot it freed, which keeps the ring FIFO (Go's
+ * recv); else it drains a slot; else, if closed, EPIPE; else it blocks. A
+ * blocked caller puts a waiter on its own stack with one wnode in the
+ * channel's queue (wnode->elem points at the caller's element) and waits in
+ * async__wait; the party that completes its operation does the copy for it
+ * under the lock. Rejected: a condition variable per channel (a woken
+ * thread must re-take the lock and may find its value gone to a newcomer, so
+ * FIFO service and direct hand-off are lost, and select could not wait on
+ * several channels at once), and buffering a blocked sender's value before a
+ * receiver has it (an unbuffered send must not return before a receiver holds
+ * the value).
+ *
+ * Invariants (under c->lock, stale select wnodes aside — see below):
+ *   0 <= count <= cap;  the values sit in slots recvx, recvx+1, ... (mod cap)
+ *     and sendx == (recvx + count) mod cap.
+ *   sendq non-empty  =>  count == cap      (senders wait only on a full ring)
+ *   recvq non-empty  =>  count == 0        (receivers wait only on an empty one)
+ *   At least one of sendq and recvq is empty, except for an unbuffered channel
+ *     on which one select waits to send and to receive at once (it can never
+ *     match itself).
+ *   closed  =>  sendq and recvq are empty once chan_close has returned, and
+ *     nothing is ever queued again (every operation checks closed first).
+ *   A wnode in a queue has linked == true and w->fired == 0, except a select's
+ *     wnode whose waiter another channel already fired: it stays until the
+ *     select unlinks it, and a firer that pops it here loses the CAS on
+ *     `fired` and skips it.
+ *   A value is copied into a receiver's buffer only by the party that won
+ *     that receiver's waiter, so it is never delivered twice, and a waiter
+ *     that reports a failure was never won (see "Unwaiting").
+ *
+ * Firing, and why plain and select waiters differ. A plain send or receive
+ * (wnode->index == ASYNC_CHAN_SOLO) sits on one queue and only its channel
+ * fires it, under the lock, while it is linked: the firer pops it, copies the
+ * value, stores the result, and only then fires it (the CAS cannot lose). The
+ * waiter may return the moment it sees `fired`, and finds everything done.
+ * A select's waiter sits on several queues and the first channel to win the
+ * CAS takes it; the firer must win before it touches the select's buffers, so
+ * it fires first and copies afterwards, still under the lock — the select
+ * reads its result only after it has locked every one of its channels again
+ * to unlink the rest (select.c), which orders it after this critical section.
+ *
+ * Unwaiting. When async__wait returns ETIMEDOUT or ECANCELED, the waiter
+ * takes the lock and looks at `linked`: still linked means nobody took it; it
+ * unlinks itself and reports the failure. Not linked means a firer popped it,
+ * and popping, copying and firing happen in one critical section, so the
+ * operation happened: its result stands and the failure is not reported.
+ *
+ * Locks: c->lock per channel. A thread holds at most one channel lock, except
+ * chan_select, which holds those of its cases in ascending address order
+ * (select.c). Nothing else is locked under a channel lock but parker
+ * allocation's leaf lock (a thread's first wait) and, when a close wakes more
+ * than a wakeset holds, the parker futex (a system call, never user code).
+ *
+ * Memory order:
+ *   - c->lock (acquire on lock, release on unlock) orders every field of the
+ *     channel and the ring's bytes.
+ *   - Plain waiter: the firer's copy into / out of the waiter's element and
+ *     its store to wnode->result happen before the acq_rel CAS on w->fired in
+ *     async__waiter_fire; the acquire load of `fired` in async__wait pairs
+ *     with it, so the woken caller reads its element and result lock-free.
+ *   - Select waiter: the firer's writes precede its unlock of c->lock, which
+ *     pairs with the lock the select takes in its unlink pass.
+ *   - count: relaxed; chan_len's read is a racy snapshot, as Go's len().
+ */
+#include "chan_internal.h"
+
+#include <string.h>
+
+/* -------------------------------------------------------------- ring */
+
+static inline size_t ring_count(const struct chan *c)
+{
+    return atomic_load_explicit(&c->count, memory_order_relaxed);
+}
+
+static inline void ring_set_count(struct chan *c, size_t n)
+{
+    atomic_store_explicit(&c->count, n, memory_order_relaxed);
+}
+
+static inline unsigned char *ring_slot(struct chan *c, size_t i)
+{
+    return c->buf + i * c->elem_size;
+}
+
+/* Copy one element; a NULL destination (a receive that discards) or a
+ * signal-only channel copies nothing. */
+static inline void elem_copy(const struct chan *c, void *dst, const void *src)
+{
+    if (dst && c->elem_size)
+        memcpy(dst, src, c->elem_size);
+}
+
+static inline size_t ring_next(const struct chan *c, size_t i)
+{
+    return ++i == c->cap ? 0 : i;
+}
+
+/* -------------------------------------------------------- hand-off */
+
+/*
+ * Under c->lock: pop the first waiter of q that this channel may still take,
+ * and put its parker in *wake. A plain waiter is taken as it is (only this
+ * channel fires it); a select's waiter is fired here, and one that another
+ * channel fired first is dropped from the queue and skipped.
+ */
+static struct async_wnode *wq_take(struct async_wqueue *q, struct async_parker **wake)
+{
+    struct async_wnode *n;
+    while ((n = async__wq_pop(q)) != NULL) {
+        struct async_parker *p = n->w->parker;   /* before the CAS */
+        if (n->index == ASYNC_CHAN_SOLO ||
+            async__waiter_fire(n->w, (uintptr_t)n->index + 1)) {
+            *wake = p;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Under c->lock, after the value moved: store the result and, for a plain
+ * waiter, fire it. After that the waiter may return at once: n is not
+ * touched again.
+ */
+static void wnode_done(struct async_wnode *n, int result)
+{
+    n->result = result;
+    if (n->index == ASYNC_CHAN_SOLO && !async__waiter_fire(n->w, 1))
+        async__abort(__FILE__, __LINE__, "plain channel waiter fired twice");
+}
+
+int async__chan_try_send(struct chan *c, const void *elem, struct async_parker **wake)
+{
+    if (c->closed)
+        return EPIPE;
+    struct async_wnode *r = wq_take(&c->recvq, wake);
+    if (r) {
+        elem_copy(c, r->elem, elem);
+        wnode_done(r, 0);
+        return 0;
+    }
+    size_t n = ring_count(c);
+    if (n == c->cap)
+        return EAGAIN;
+    elem_copy(c, ring_slot(c, c->sendx), elem);
+    c->sendx = ring_next(c, c->sendx);
+    ring_set_count(c, n + 1);
+    return 0;
+}
+
+/* A sender waits: the ring is full (or absent). Take from the sender, or take
+ * the head slot and refill it at the tail with the sender's value. */
+static void recv_from_sender(struct chan *c, struct async_wnode *s, void *elem)
+{
+    if (c->cap == 0) {
+        elem_copy(c, elem, s->elem);
+    } else {
+        unsigned char *head = ring_slot(c, c->recvx);
+        elem_copy(c, elem, head);
+        elem_copy(c, head, s->elem);
+        c->recvx = ring_next(c, c->recvx);
+        c->sendx = c->recvx;
+    }
+    wnode_done(s, 0);
+}
+
+int async__chan_try_recv(struct chan *c, void *elem, struct async_parker **wake)
+{
+    struct async_wnode *s = wq_take(&c->sendq, wake);
+    if (s) {
+        recv_from_sender(c, s, elem);
+        return 0;
+    }
+    size_t n = ring_count(c);
+    if (n > 0) {
+        elem_copy(c, elem, ring_slot(c, c->recvx));
+        c->recvx = ring_next(c, c->recvx);
+        ring_set_count(c, n - 1);
+        return 0;
+    }
+    return c->closed ? EPIPE : EAGAIN;
+}
+
+/* ---------------------------------------------------------- blocking */
+
+/* Still linked after a failed wait: unlink and report rc; else the operation
+ * happened and its result stands. */
+static int unwait(struct chan *c, struct async_wqueue *q, struct async_wnode *n, int rc)
+{
+    async__lock(&c->lock);
+    if (n->linked)
+        async__wq_remove(q, n);
+    else
+        rc = n->result;
+    async__unlock(&c->lock);
+    return rc;
+}
+
+/*
+ * Called with c->lock held after the try returned EAGAIN; returns with it
+ * released. elem is the caller's element (read for a send, written for a
+ * receive, by the party that takes this waiter).
+ */
+static int block_on(struct chan *c, struct async_wqueue *q, void *elem, int64_t deadline)
+{
+    struct async_waiter w;
+    int rc = 0;
+    if (deadline == 0)
+        rc = EAGAIN;
+    else if (async__deadline_passed(deadline))
+        rc = ETIMEDOUT;
+    else
+        rc = async__waiter_init(&w);
+    if (rc != 0) {
+        async__unlock(&c->lock);
+        return rc;
+    }
+    struct async_wnode n = { .w = &w, .elem = elem, .index = ASYNC_CHAN_SOLO };
+    async__wq_push(q, &n);
+    async__unlock(&c->lock);
+
+    rc = async__wait(&w, deadline);
+    return rc == 0 ? n.result : unwait(c, q, &n, rc);
+}
+
+/* Finish a try that did not block: drop the lock, then wake the party. */
+static int done(struct chan *c, int rc, struct async_parker *wake)
+{
+    async__unlock(&c->lock);
+    if (wake)
+        async__unpark(wake);
+    return rc;
+}
+
+/* ------------------------------------------------------- public API */
+
+chan_t *chan_make(size_t elem_size, size_t capacity)
+{
+    if (elem_size && capacity > SIZE_MAX / elem_size) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t bytes = elem_size * capacity;
+    if (bytes > SIZE_MAX - sizeof(struct chan)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    /* No malloc serves more than PTRDIFF_MAX bytes: answer without asking. */
+    if (bytes > (size_t)PTRDIFF_MAX - sizeof(struct chan)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct chan *c = async__malloc(sizeof(struct chan) + bytes);
+    if (!c)
+        return NULL;   /* errno ENOMEM */
+    atomic_init(&c->lock.word, 0);
+    c->closed = false;
+    c->elem_size = elem_size;
+    c->cap = capacity;
+    atomic_init(&c->count, 0);
+    c->sendx = c->recvx = 0;
+    c->sendq.head = c->sendq.tail = NULL;
+    c->recvq.head = c->recvq.tail = NULL;
+    return c;
+}
+
+int chan_send_until(chan_t *c, const void *elem, int64_t deadline)
+{
+    if (!c || (!elem && c->elem_size) || async__deadline_valid(deadline))
+        return EINVAL;
+    if (async__cancel_requested())
+        return ECANCELED;
+    struct async_parker *wake = NULL;
+    async__lock(&c->lock);
+    int rc = async__chan_try_send(c, elem, &wake);
+    if (rc != EAGAIN)
+        return done(c, rc, wake);
+    return block_on(c, &c->sendq, (void *)elem, deadline);
+}
+
+int chan_recv_until(chan_t *c, void *elem, int64_t deadline)
+{
+    if (!c || async__deadline_valid(deadline))
+        return EINVAL;
+    if (async__cancel_requested())
+        return ECANCELED;
+    struct async_parker *wake = NULL;
+    async__lock(&c->lock);
+    int rc = async__chan_try_recv(c, elem, &wake);
+    if (rc != EAGAIN)
+        return done(c, rc, wake);
+    return block_on(c, &c->recvq, elem, deadline);
+}
+
+int chan_send(chan_t *c, const void *elem)
+{
+    return chan_send_until(c, elem, ASYNC_FOREVER);
+}
+
+int chan_recv(chan_t *c, void *elem)
+{
+    return chan_recv_until(c, elem, ASYNC_FOREVER);
+}
+
+/* Under c->lock: fail every waiter of q with EPIPE. */
+static void fail_all(struct async_wqueue *q, struct async_wakeset *ws)
+{
+    struct async_parker *p;
+    struct async_wnode *n;
+    while ((n = wq_take(q, &p)) != NULL) {
+        wnode_done(n, EPIPE);
+        async__wakeset_add(ws, p);
+    }
+}
+
+int chan_close(chan_t *c)
+{
+    if (!c)
+        return EINVAL;
+    struct async_wakeset ws = { 0 };
+    async__lock(&c->lock);
+    if (c->closed) {
+        async__unlock(&c->lock);
+        return EPIPE;
+    }
+    c->closed = true;
+    fail_all(&c->recvq, &ws);   /* empty unless count == 0 */
+    fail_all(&c->sendq, &ws);   /* their values were never taken */
+    async__unlock(&c->lock);
+    async__wakeset_flush(&ws);
+    return 0;
+}
+
+size_t chan_len(const chan_t *c)
+{
+    return c ? ring_count(c) : 0;
+}
+
+size_t chan_cap(const chan_t *c)
+{
+    return c ? c->cap : 0;
+}
+
+void chan_free(chan_t *c)
+{
+    async__free(c);
+}

@@ -1,0 +1,330 @@
+/*
+ * lib/select.c — chan_select: wait on several channel operations, perform
+ * exactly one.
+ *
+ * Owns: the select algorithm; nothing persistent (every byte it uses lives
+ * on the caller's stack, or in one scratch allocation for many cases).
+ *
+ * Design (Go's selectgo, in three passes):
+ *   pass 1  lock every channel of the cases, in ascending address order (each
+ *           distinct channel once), and try the cases in a random order (a
+ *           Fisher-Yates shuffle with async__rand): the first that can
+ *           proceed — a hand-off, a ring slot, or a closed channel (EPIPE) —
+ *           is performed by the same core as chan_send / chan_recv, and is
+ *           the answer. Trying every case in a uniformly random order makes
+ *           each ready case equally likely to be chosen.
+ *   pass 2  none can: deadline 0 answers EAGAIN, a passed deadline
+ *           ETIMEDOUT; else, still holding every lock, put one wnode per case
+ *           (index = case index) on its channel's send or receive queue, all
+ *           for one waiter on this stack; unlock; async__wait.
+ *   pass 3  for each case, lock its channel, unlink the wnode if still
+ *           linked, unlock. The first channel to fire the waiter won the CAS
+ *           on `fired` (value: case index + 1) and performed that case; the
+ *           others found it fired and skipped it.
+ * Rejected: locking one channel at a time in pass 1 and 2 (crossbeam's way).
+ * A channel that became ready after we looked at it but before our wnode was
+ * on it would then have to be noticed by re-checking after registration and
+ * claiming our own waiter first; holding every lock makes poll-then-enqueue a
+ * single atomic step, as Go does, at the cost of holding n short locks.
+ *
+ * Why the lock order is safe. Pass 1 and 2 hold several channel locks; they
+ * are taken in ascending address order, and every other holder of a channel
+ * lock (chan.c) holds exactly one and takes no other channel lock under it,
+ * so no cycle of waits can form. The same channel appearing in several cases
+ * is locked once (the sorted order puts duplicates side by side). Pass 3
+ * takes one lock at a time.
+ *
+ * Why pass 3 may read the result. The firer fires first and copies into (or
+ * out of) our case's element afterwards, under its channel's lock. Pass 3
+ * locks every channel of the select, the winner's included, so it cannot pass
+ * that channel before the firer has released it: the release of the firer's
+ * unlock pairs with the acquire of our lock, and the element and
+ * wnode->result are then complete. For the same reason our stack frame stays
+ * valid while any firer still looks at it: each firer holds a lock that pass 3
+ * must take before we return.
+ *
+ * A select cannot match itself: its wnodes are queued only in pass 2, after
+ * pass 1 has looked at every case, and a queued wnode is taken only by an
+ * operation that arrives later.
+ *
+ * Invariants: during pass 2 and until pass 3 has visited case i, the wnode of
+ *   case i is on chan(i)'s queue or has been popped by a firer of chan(i);
+ *   after pass 3, no wnode of this select is linked anywhere.
+ *   fired != 0  =>  exactly the case fired - 1 was performed.
+ * Locks: the channels' locks only; order: ascending address.
+ * Memory order: see the two pairs above (the waiter's `fired`, acquire in
+ * async__wait, for the wake-up; the channel lock for the data).
+ */
+#include "chan_internal.h"
+
+#define SELECT_STACK_CASES 16
+
+/* Scratch for one select: per case a wnode, and two orders of the live
+ * (non-NULL) cases. */
+struct select_scratch {
+    struct async_wnode *nodes;   /* [n], indexed by case */
+    size_t             *poll;    /* [live], random order */
+    size_t             *order;   /* [live], ascending channel address */
+    size_t              live;
+    void               *heap;    /* what to free, or NULL */
+};
+
+/* ------------------------------------------------------- validation */
+
+static int select_check(const chan_case_t *cases, size_t n, int64_t deadline, size_t *live)
+{
+    if (async__deadline_valid(deadline) || (n > 0 && !cases))
+        return EINVAL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const chan_case_t *cs = &cases[i];
+        if (cs->op != CHAN_SEND && cs->op != CHAN_RECV)
+            return EINVAL;
+        if (!cs->chan)
+            continue;
+        if (cs->op == CHAN_SEND && !cs->elem && cs->chan->elem_size)
+            return EINVAL;
+        k++;
+    }
+    /* Nothing can ever fire and nothing could end the wait: Go's select {}
+     * outside any task is a certain hang. */
+    if (k == 0 && deadline == ASYNC_FOREVER && !async__current_task())
+        return EINVAL;
+    *live = k;
+    return 0;
+}
+
+/* --------------------------------------------------------- ordering */
+
+static uintptr_t case_key(const chan_case_t *cases, size_t i)
+{
+    return (uintptr_t)cases[i].chan;
+}
+
+/* Sift the entry at j down the max-heap a[0..len). */
+static void sift_down(const chan_case_t *cases, size_t *a, size_t j, size_t len)
+{
+    size_t v = a[j];
+    for (;;) {
+        size_t k = 2 * j + 1;
+        if (k >= len)
+            break;
+        if (k + 1 < len && case_key(cases, a[k]) < case_key(cases, a[k + 1]))
+            k++;
+        if (case_key(cases, v) >= case_key(cases, a[k]))
+            break;
+        a[j] = a[k];
+        j = k;
+    }
+    a[j] = v;
+}
+
+/* Heap sort of the live cases by channel address: O(n log n), no memory. */
+static void sort_by_chan(const chan_case_t *cases, size_t *a, size_t len)
+{
+    for (size_t j = len / 2; j-- > 0;)
+        sift_down(cases, a, j, len);
+    for (size_t end = len; end-- > 1;) {
+        size_t t = a[0];
+        a[0] = a[end];
+        a[end] = t;
+        sift_down(cases, a, 0, end);
+    }
+}
+
+/* An integer in [0, bound); the modulo bias is below bound / 2^64. */
+static size_t rand_below(size_t bound)
+{
+    return (size_t)(async__rand() % bound);
+}
+
+/* poll: the live cases shuffled (inside-out Fisher-Yates); order: the same
+ * cases sorted by channel address. */
+static void select_orders(const chan_case_t *cases, size_t n, struct select_scratch *s)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!cases[i].chan)
+            continue;
+        size_t j = rand_below(k + 1);
+        s->poll[k] = s->poll[j];
+        s->poll[j] = i;
+        s->order[k] = i;
+        k++;
+    }
+    sort_by_chan(cases, s->order, k);
+}
+
+static int scratch_init(struct select_scratch *s, size_t n, size_t live,
+                        struct async_wnode *nodes, size_t *idx)
+{
+    s->live = live;
+    s->heap = NULL;
+    if (n <= SELECT_STACK_CASES) {
+        s->nodes = nodes;
+        s->poll = idx;
+        s->order = idx + SELECT_STACK_CASES;
+        return 0;
+    }
+    size_t per = sizeof(struct async_wnode) + 2 * sizeof(size_t);
+    if (n > SIZE_MAX / per)
+        return ENOMEM;
+    s->heap = async__malloc(n * per);
+    if (!s->heap)
+        return ENOMEM;
+    s->nodes = s->heap;
+    s->poll = (size_t *)(s->nodes + n);
+    s->order = s->poll + n;
+    return 0;
+}
+
+/* ------------------------------------------------------------ locks */
+
+static void lock_all(const chan_case_t *cases, const struct select_scratch *s)
+{
+    chan_t *prev = NULL;
+    for (size_t k = 0; k < s->live; k++) {
+        chan_t *c = cases[s->order[k]].chan;
+        if (c != prev)
+            async__lock(&c->lock);
+        prev = c;
+    }
+}
+
+static void unlock_all(const chan_case_t *cases, const struct select_scratch *s)
+{
+    chan_t *prev = NULL;
+    for (size_t k = 0; k < s->live; k++) {
+        chan_t *c = cases[s->order[k]].chan;
+        if (c != prev)
+            async__unlock(&c->lock);
+        prev = c;
+    }
+}
+
+static struct async_wqueue *case_queue(const chan_case_t *cs)
+{
+    return cs->op == CHAN_SEND ? &cs->chan->sendq : &cs->chan->recvq;
+}
+
+/* ----------------------------------------------------------- passes */
+
+/* Pass 1, every lock held: perform the first ready case in poll order.
+ * EAGAIN when none is ready; locks are still held either way. */
+static int pass_poll(chan_case_t *cases, const struct select_scratch *s, size_t *which,
+                     struct async_parker **wake)
+{
+    for (size_t k = 0; k < s->live; k++) {
+        size_t i = s->poll[k];
+        chan_case_t *cs = &cases[i];
+        int rc = cs->op == CHAN_SEND ? async__chan_try_send(cs->chan, cs->elem, wake)
+                                     : async__chan_try_recv(cs->chan, cs->elem, wake);
+        if (rc != EAGAIN) {
+            *which = i;
+            return rc;
+        }
+    }
+    return EAGAIN;
+}
+
+/* Pass 2, every lock held: queue one wnode per live case for waiter w. */
+static void pass_enqueue(chan_case_t *cases, struct select_scratch *s, struct async_waiter *w)
+{
+    for (size_t k = 0; k < s->live; k++) {
+        size_t i = s->order[k];
+        struct async_wnode *nd = &s->nodes[i];
+        *nd = (struct async_wnode){ .w = w, .elem = cases[i].elem, .index = i };
+        async__wq_push(case_queue(&cases[i]), nd);
+    }
+}
+
+/* Pass 3: unlink every wnode still queued; each channel locked in turn. */
+static void pass_unlink(chan_case_t *cases, struct select_scratch *s)
+{
+    for (size_t k = 0; k < s->live; k++) {
+        size_t i = s->order[k];
+        chan_t *c = cases[i].chan;
+        async__lock(&c->lock);
+        async__wq_remove(case_queue(&cases[i]), &s->nodes[i]);
+        async__unlock(&c->lock);
+    }
+}
+
+/* Passes 2 and 3, entered with every lock held. */
+static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t deadline,
+                        size_t *which)
+{
+    struct async_waiter w;
+    int rc = 0;
+    if (deadline == 0)
+        rc = EAGAIN;
+    else if (async__deadline_passed(deadline))
+        rc = ETIMEDOUT;
+    else
+        rc = async__waiter_init(&w);
+    if (rc != 0) {
+        unlock_all(cases, s);
+        return rc;
+    }
+    pass_enqueue(cases, s, &w);
+    unlock_all(cases, s);
+
+    rc = async__wait(&w, deadline);
+    pass_unlink(cases, s);
+    uintptr_t won = atomic_load_explicit(&w.fired, memory_order_acquire);
+    if (won == 0)
+        return rc;   /* ETIMEDOUT or ECANCELED: nothing was performed */
+    *which = (size_t)(won - 1);
+    return s->nodes[won - 1].result;
+}
+
+/* No case can ever fire: wait for the deadline or a cancellation. */
+static int select_nothing(int64_t deadline)
+{
+    if (deadline == 0)
+        return EAGAIN;
+    if (async__deadline_passed(deadline))
+        return ETIMEDOUT;
+    struct async_waiter w;
+    int rc = async__waiter_init(&w);
+    return rc != 0 ? rc : async__wait(&w, deadline);   /* never fired */
+}
+
+/* ------------------------------------------------------- public API */
+
+int chan_select(chan_case_t *cases, size_t n, int64_t deadline, size_t *fired)
+{
+    size_t live = 0;
+    int rc = select_check(cases, n, deadline, &live);
+    if (rc != 0)
+        return rc;
+    if (async__cancel_requested())
+        return ECANCELED;
+    if (live == 0)
+        return select_nothing(deadline);
+
+    struct async_wnode nodes[SELECT_STACK_CASES];
+    size_t idx[2 * SELECT_STACK_CASES];
+    struct select_scratch s;
+    rc = scratch_init(&s, n, live, nodes, idx);
+    if (rc != 0)
+        return rc;
+    select_orders(cases, n, &s);
+
+    struct async_parker *wake = NULL;
+    size_t which = 0;
+    lock_all(cases, &s);
+    rc = pass_poll(cases, &s, &which, &wake);
+    if (rc != EAGAIN) {
+        unlock_all(cases, &s);
+        if (wake)
+            async__unpark(wake);
+    } else {
+        which = SIZE_MAX;
+        rc = select_block(cases, &s, deadline, &which);
+    }
+    async__free(s.heap);
+    if (fired && which != SIZE_MAX)
+        *fired = which;
+    return rc;
+}
