@@ -296,7 +296,7 @@ static bool spin(struct async_waiter *w)
     unsigned n = ncpu();
     if (n < 2)
         return false;
-    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n / 2) {
+    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n) {
         atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
         return false;
     }
