@@ -54,7 +54,9 @@
  *                                              pool->lock
  *   idle_top, worker idle/idle_next, worker searching while idle
  *                                              pool->idle_lock
- *   inj_tail                                   inj_lock
+ *   inj_tail                                   written under inj_lock;
+ *                                              read lock-free by the
+ *                                              emptiness check
  *   phase, nsearching, nidle, nblocked, nalive, peak, ext_*, outside_running,
  *   destroyer                                  atomics (seq_cst where a
  *                                              Dekker pair says so)
@@ -99,7 +101,7 @@ struct async_pool {
     /* injection queue: producers' line, then the consumers' */
     _Atomic(struct future *) inj_head;
     char                 pad0[ASYNC_CACHELINE - sizeof(void *)];
-    struct future       *inj_tail;
+    struct future *_Atomic inj_tail;         /* written under inj_lock */
     async_lock_t         inj_lock;
     char                 pad1[ASYNC_CACHELINE - sizeof(void *) - sizeof(async_lock_t)];
 
@@ -203,16 +205,17 @@ static void inject_push(struct async_pool *pool, struct future *f)
 static struct future *inject_pop_locked(struct async_pool *pool)
 {
     struct future *stub = pool->inj_stub;
-    struct future *tail = pool->inj_tail;
+    struct future *tail = atomic_load_explicit(&pool->inj_tail, memory_order_relaxed);
     struct future *next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (tail == stub) {
         if (!next)
             return NULL;
-        pool->inj_tail = tail = next;
+        atomic_store_explicit(&pool->inj_tail, next, memory_order_relaxed);
+        tail = next;
         next = atomic_load_explicit(&next->next, memory_order_acquire);
     }
     if (next) {
-        pool->inj_tail = next;
+        atomic_store_explicit(&pool->inj_tail, next, memory_order_relaxed);
         return tail;
     }
     if (tail != atomic_load_explicit(&pool->inj_head, memory_order_acquire))
@@ -220,15 +223,22 @@ static struct future *inject_pop_locked(struct async_pool *pool)
     inject_push(pool, stub);
     next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (next) {
-        pool->inj_tail = next;
+        atomic_store_explicit(&pool->inj_tail, next, memory_order_relaxed);
         return tail;
     }
     return NULL;
 }
 
+/* Empty: the stub is the only node and nobody is pushing. head == stub alone
+ * is not enough: a consumer that re-pushes the stub behind the last node
+ * leaves head == stub while that node (or one a producer swapped in just
+ * before) is still to be popped; then inj_tail is that node, not the stub. */
 static bool inject_empty(struct async_pool *pool)
 {
-    return atomic_load_explicit(&pool->inj_head, memory_order_acquire) == pool->inj_stub;
+    struct future *stub = pool->inj_stub;
+    return atomic_load_explicit(&pool->inj_head, memory_order_seq_cst) == stub &&
+           atomic_load_explicit(&pool->inj_tail, memory_order_acquire) == stub &&
+           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
 }
 
 static struct future *inject_pop(struct async_pool *pool)
@@ -787,7 +797,7 @@ static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned th
     ASYNC_CHECK(pthread_mutex_init(&pool->idle_lock, NULL));
     atomic_init(&pool->inj_stub->next, NULL);
     atomic_init(&pool->inj_head, pool->inj_stub);
-    pool->inj_tail = pool->inj_stub;
+    atomic_init(&pool->inj_tail, pool->inj_stub);
     atomic_init(&pool->phase, PH_RUNNING);
     return pool;
 }
