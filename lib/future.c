@@ -312,6 +312,12 @@ int future_get_until(future_t *f, void **result, int64_t deadline)
         int rc = deadline == ASYNC_FOREVER ? get_forever(f) : wait_done(f, deadline);
         if (rc)
             return rc;
+        /* Reading a future has no side effect to preserve (unlike a channel
+         * operation a firer performed for us): once the calling task is
+         * asked to stop, the answer is ECANCELED even if the completion
+         * won the race. */
+        if (async__cancel_requested())
+            return ECANCELED;
         s = atomic_load_explicit(&f->state, memory_order_acquire);
     }
     return outcome(f, s, result);
@@ -390,7 +396,7 @@ int future_wait_all(future_t *const *fs, size_t n, int64_t deadline)
         if (rc)
             return rc;
     }
-    return 0;
+    return async__cancel_requested() ? ECANCELED : 0;
 }
 
 static bool lowest_done(future_t *const *fs, size_t n, size_t *index)
@@ -442,6 +448,8 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
     }
     if (nodes != stack_nodes)
         async__free(nodes);
+    if (async__cancel_requested())
+        return ECANCELED;   /* as in future_get_until */
     if (lowest_done(fs, n, index))
         return 0;
     return rc ? rc : ETIMEDOUT;

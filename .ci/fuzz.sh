@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# .ci/fuzz.sh — build the libFuzzer target (test/fuzz/fuzz_api.c) with clang,
+# AddressSanitizer and UndefinedBehaviorSanitizer, and run it for a bounded
+# time from the committed seeds (test/fuzz/corpus) and the minimized findings
+# (test/fuzz/regressions). Any finding — a disagreement with the model, a
+# sanitizer report, a leak, a crash or a hang (-timeout) — fails the script;
+# libFuzzer writes the input to $FUZZ_BUILD/artifacts/, ready to be minimized
+# (fuzz_api -minimize_crash=1 -runs=100000 FILE) and committed under
+# test/fuzz/regressions/.
+#
+#   FUZZ_SECONDS  how long to fuzz (default 60)
+#   FUZZ_BUILD    build and work directory (default build-ci-fuzz)
+#   CC            clang to use (default clang; must support -fsanitize=fuzzer)
+#   FUZZ_CFLAGS   extra compiler flags, e.g. -DFUZZ_ACCEPT_LATE_CANCEL to
+#                 accept a known open deviation (test/fuzz/known/README)
+#
+# The corpus grown by a run stays in $FUZZ_BUILD/corpus; the committed seeds
+# are never written to.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+FUZZ_BUILD=${FUZZ_BUILD:-build-ci-fuzz}
+FUZZ_CFLAGS=${FUZZ_CFLAGS:-}
+CC=${CC:-clang}
+case "$CC" in
+*clang*) ;;
+*) CC=clang ;;   # libFuzzer exists only in clang
+esac
+
+mkdir -p "$FUZZ_BUILD/corpus" "$FUZZ_BUILD/artifacts" || exit 1
+bin="$FUZZ_BUILD/fuzz_api"
+
+echo "fuzz: building $bin with $CC"
+read -r -a extra_flags <<<"$FUZZ_CFLAGS"
+"$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -Wall -Wextra -Werror "${extra_flags[@]}" \
+    -Iinclude -Ilib lib/*.c test/fuzz/fuzz_api.c \
+    -o "$bin" -lpthread -ldl || { echo "fuzz: build FAILED"; exit 1; }
+
+rm -f "$FUZZ_BUILD"/artifacts/*
+log="$FUZZ_BUILD/fuzz.log"
+echo "fuzz: running for ${FUZZ_SECONDS} s (log: $log)"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
+        -artifact_prefix="$FUZZ_BUILD/artifacts/" \
+        "$FUZZ_BUILD/corpus" test/fuzz/corpus test/fuzz/regressions >"$log" 2>&1
+rc=$?
+
+grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log"
+grep -E '#[0-9]+ +DONE' "$log" | tail -n 1
+if [ $rc -ne 0 ] || ls "$FUZZ_BUILD"/artifacts/* >/dev/null 2>&1; then
+    echo "fuzz: FINDING (exit status $rc); the end of the log:" >&2
+    tail -n 80 "$log" >&2
+    ls -l "$FUZZ_BUILD"/artifacts/ >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+echo "fuzz: no finding"
+echo "1 passed, 0 failed"
