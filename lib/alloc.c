@@ -9,7 +9,7 @@
  * while the library may allocate from several, so "the Nth allocation" is the
  * Nth in the global order of fetch_add on alloc_seq.
  *
- * Invariants: fail_at == 0  <=>  injection disarmed.
+ * Invariants: async__fail_at == 0  <=>  injection disarmed.
  *             alloc_seq counts async__malloc/async__calloc calls since the
  *             last arm.
  * Memory order: relaxed throughout — the hooks order nothing else.
@@ -23,7 +23,7 @@
 _Atomic int async__fence_word;
 #endif
 
-static _Atomic long fail_at;        /* 0: disarmed; else the failing ordinal */
+_Atomic long async__fail_at;        /* 0: disarmed; else the failing ordinal */
 static _Atomic long alloc_seq;      /* allocations since the last arm */
 static _Atomic long thread_fail_at; /* same, for pthread_create */
 static _Atomic long thread_seq;
@@ -43,7 +43,7 @@ static bool should_fail(_Atomic long *at, _Atomic long *seq)
 
 void *async__malloc(size_t n)
 {
-    if (should_fail(&fail_at, &alloc_seq)) {
+    if (should_fail(&async__fail_at, &alloc_seq)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -59,7 +59,7 @@ void *async__calloc(size_t n, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    if (should_fail(&fail_at, &alloc_seq)) {
+    if (should_fail(&async__fail_at, &alloc_seq)) {
         errno = ENOMEM;
         return NULL;
     }
@@ -77,7 +77,7 @@ void async__free(void *p)
 void async__test_fail_alloc(long nth)
 {
     atomic_store_explicit(&alloc_seq, 0, memory_order_relaxed);
-    atomic_store_explicit(&fail_at, nth > 0 ? nth : 0, memory_order_relaxed);
+    atomic_store_explicit(&async__fail_at, nth > 0 ? nth : 0, memory_order_relaxed);
 }
 
 long async__test_alloc_count(void)
@@ -85,10 +85,6 @@ long async__test_alloc_count(void)
     return atomic_load_explicit(&alloc_seq, memory_order_relaxed);
 }
 
-bool async__alloc_hooked(void)
-{
-    return atomic_load_explicit(&fail_at, memory_order_relaxed) != 0;
-}
 
 int async__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
 {

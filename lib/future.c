@@ -186,7 +186,7 @@ static bool try_inline(struct future *f)
         async__record_release(f);
         return true;
     }
-    bool own = w && async__worker_pool(w) == pool;
+    bool own = w && w->pool == pool;
     if (!own && !async__pool_inline_begin(pool))
         return false;   /* the pool is cancelling: its destroyer owns f */
     bool ran = async__task_claim(f);

@@ -72,7 +72,11 @@ void  async__free(void *p);
  * through async__malloc since the last arm (or process start). */
 void async__test_fail_alloc(long nth);
 long async__test_alloc_count(void);
-bool async__alloc_hooked(void);     /* true while a failure is armed */
+extern _Atomic long async__fail_at;
+static inline bool async__alloc_hooked(void)   /* true while a failure is armed */
+{
+    return atomic_load_explicit(&async__fail_at, memory_order_relaxed) != 0;
+}
 
 /* Thread creation goes through here too, with the same kind of hook:
  * async__test_fail_thread(n) makes the nth pthread_create from now fail with
@@ -103,7 +107,8 @@ bool async__deadline_passed(int64_t deadline);
  */
 struct async_parker;
 
-struct async_parker *async__parker_self(void);   /* NULL: ENOMEM */
+struct async_parker *async__parker_self_slow(void);   /* NULL: ENOMEM */
+/* async__parker_self(): the calling thread's parker (inline, after async_tls) */
 struct async_parker *async__parker_new(void);    /* for a thread not yet started */
 void async__parker_put(struct async_parker *p);  /* its thread exits */
 /* Sleeps until unparked or the deadline (ASYNC_FOREVER: none). May return
@@ -165,12 +170,7 @@ void async__wq_remove(struct async_wqueue *q, struct async_wnode *n);
 struct async_wnode *async__wq_pop(struct async_wqueue *q);
 
 /* 0, or ENOMEM when this thread's parker could not be allocated. */
-static inline int async__waiter_init(struct async_waiter *w)
-{
-    w->parker = async__parker_self();
-    atomic_init(&w->fired, 0);
-    return w->parker ? 0 : ENOMEM;
-}
+static inline int async__waiter_init(struct async_waiter *w);
 
 /* Under the owner's lock: claim the waiter with value (nonzero). Returns true
  * when this call won; the caller must then async__unpark(w->parker) — read the
@@ -283,11 +283,52 @@ struct async_tls {
     unsigned             ncache;
     uint64_t             rng;     /* xorshift state, lazily seeded */
 };
-extern _Thread_local struct async_tls async__tls;
+/* initial-exec: a TLS access is one instruction, not a call to
+ * __tls_get_addr; the block is small enough for the static TLS surplus a
+ * dlopen()ed library may use. */
+#if defined(__GNUC__)
+#  define ASYNC_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#  define ASYNC_TLS_MODEL
+#endif
+extern _Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
 
 static inline struct future *async__current_task(void)
 {
     return async__tls.frame ? async__tls.frame->task : NULL;
+}
+
+static inline struct async_parker *async__parker_self(void)
+{
+    struct async_parker *p = async__tls.parker;
+    return ASYNC_LIKELY(p != NULL) ? p : async__parker_self_slow();
+}
+
+static inline int async__waiter_init(struct async_waiter *w)
+{
+    w->parker = async__parker_self();
+    atomic_init(&w->fired, 0);
+    return w->parker ? 0 : ENOMEM;
+}
+
+/* The first member of struct async_pool (pool.c), so that the cancellation
+ * check below stays inline. */
+#define ASYNC_PH_CANCELLING 3
+static inline bool async__pool_phase_cancelling(const struct async_pool *pool)
+{
+    return atomic_load_explicit((_Atomic int *)(void *)(uintptr_t)pool,
+                                memory_order_acquire) == ASYNC_PH_CANCELLING;
+}
+
+/* Is cancellation requested for the task running on this thread (its own
+ * flag, or an ASYNC_CANCEL shutdown of its pool)? */
+static inline bool async__cancel_requested(void)
+{
+    struct future *f = async__current_task();
+    if (!f)
+        return false;
+    return atomic_load_explicit(&f->cancel, memory_order_acquire) ||
+           (f->pool && async__pool_phase_cancelling(f->pool));
 }
 
 /* A new record for fn(arg), arg_size bytes copied when > 0, refs = 2 (the
@@ -310,8 +351,6 @@ static inline bool async__task_claim(struct future *f)
 }
 /* Run a claimed task on this thread: frame, defers, panic, completion. */
 void async__task_run(struct future *f);
-/* Is cancellation requested for the task running on this thread? */
-bool async__cancel_requested(void);
 /* Make sure the thread-exit hook will free this thread's caches and give
  * its parker back. */
 void async__tls_register(void);
@@ -352,16 +391,56 @@ struct async_blocker {
 };
 void async__block_enter(struct async_blocker *b);
 void async__block_exit(struct async_blocker *b);
+/* While blocked: retry a replacement that failed to start; the instant to
+ * try again, or ASYNC_FOREVER. */
+int64_t async__block_retry(struct async_blocker *b);
 /* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
 bool async__pool_cancelling(const struct async_pool *pool);
-/* Accounting for task outcomes and inline runs. */
-enum async_counter { ASYNC_C_STARTED, ASYNC_C_SUCCEEDED, ASYNC_C_FAILED, ASYNC_C_CANCELLED };
-void async__pool_count(struct async_pool *pool, enum async_counter c);
+/* Accounting for task outcomes. A worker counts in its own record (single
+ * writer, relaxed load + store, summed by readers); any other thread with an
+ * atomic add on the pool's shared counters. */
+enum {
+    ASYNC_C_STARTED, ASYNC_C_SUCCEEDED, ASYNC_C_FAILED, ASYNC_C_CANCELLED,
+    ASYNC_C_SUBMITTED, ASYNC_C_STOLEN, ASYNC_NCOUNTERS
+};
+
+/* A worker: its thread, its deque, its counters. Defined here so that the
+ * hot-path counting stays inline. */
+struct async_worker {
+    struct async_deque   dq;
+    struct async_pool   *pool;        /* immutable */
+    struct async_parker *parker;      /* immutable while the thread lives */
+    pthread_t            thread;      /* guarded by pool->lock */
+    bool                 has_thread;  /* guarded by pool->lock */
+    bool                 dead;        /* thread exited; guarded by pool->lock */
+    bool                 searching;   /* owner; the waker's while idle */
+    bool                 idle;        /* guarded by pool->idle_lock */
+    struct async_worker *idle_next;   /* guarded by pool->idle_lock */
+    unsigned             index;       /* immutable */
+    _Atomic uint64_t     c[ASYNC_NCOUNTERS]; /* owner writes; readers sum */
+};
+
+static inline void async__worker_count(struct async_worker *w, int c)
+{
+    atomic_store_explicit(&w->c[c],
+        atomic_load_explicit(&w->c[c], memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+void async__pool_count_ext(struct async_pool *pool, int c);
+static inline void async__pool_count(struct async_pool *pool, int c)
+{
+    struct async_worker *w = async__tls.worker;
+    if (!pool)
+        return;
+    if (w && w->pool == pool)
+        async__worker_count(w, c);
+    else
+        async__pool_count_ext(pool, c);
+}
 /* A thread that is not a worker of pool is about to claim one of its tasks;
  * false (and nothing to undo) when the pool is being cancelled. */
 bool async__pool_inline_begin(struct async_pool *pool);
 void async__pool_inline_end(struct async_pool *pool);
-struct async_pool *async__worker_pool(const struct async_worker *w);
 /* Pop the task f from the bottom of the calling worker's deque if it is
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */

@@ -143,12 +143,9 @@ void async__parker_put(struct async_parker *p)
     ASYNC_CHECK(pthread_mutex_unlock(&free_lock));
 }
 
-struct async_parker *async__parker_self(void)
+struct async_parker *async__parker_self_slow(void)
 {
-    struct async_parker *p = async__tls.parker;
-    if (ASYNC_LIKELY(p != NULL))
-        return p;
-    p = parker_alloc();
+    struct async_parker *p = parker_alloc();
     if (p) {
         async__tls.parker = p;
         async__tls_register();
@@ -343,7 +340,10 @@ static int wait_loop(struct async_waiter *w, int64_t deadline, bool may_spin)
             blocked = true;
             continue;
         }
-        async__park(w->parker, deadline);
+        int64_t until = deadline, retry = async__block_retry(&b);
+        if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
+            until = retry;
+        async__park(w->parker, until);
     }
     if (blocked)
         async__block_exit(&b);

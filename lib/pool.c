@@ -68,6 +68,7 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,26 +79,13 @@
 #define ENV_THREADS_MAX  4096
 #define RETIRE_NS        (3 * ASYNC_SECOND)
 #define SEARCH_NS        (20 * ASYNC_MICROSECOND)
+#define SPAWN_RETRY_NS   (10 * ASYNC_MILLISECOND)
 
-enum { PH_RUNNING, PH_DRAINING, PH_STOPPING, PH_CANCELLING };
-
-enum { C_SUBMITTED = 4, C_STOLEN = 5, NCOUNTERS = 6 };
-
-struct async_worker {
-    struct async_deque   dq;
-    struct async_pool   *pool;        /* immutable */
-    struct async_parker *parker;      /* immutable while the thread lives */
-    pthread_t            thread;      /* guarded by pool->lock */
-    bool                 has_thread;  /* guarded by pool->lock */
-    bool                 dead;        /* thread exited; guarded by pool->lock */
-    bool                 searching;   /* owner; the waker's while idle */
-    bool                 idle;        /* guarded by idle_lock */
-    struct async_worker *idle_next;   /* guarded by idle_lock */
-    unsigned             index;       /* immutable */
-    _Atomic uint64_t     c[NCOUNTERS];/* owner writes; readers sum */
-};
+enum { PH_RUNNING, PH_DRAINING, PH_STOPPING, PH_CANCELLING = ASYNC_PH_CANCELLING };
 
 struct async_pool {
+    _Atomic int          phase;   /* first: see async__pool_phase_cancelling */
+    char                 pad_phase[ASYNC_CACHELINE - sizeof(int)];
     /* injection queue: producers' line, then the consumers' */
     _Atomic(struct future *) inj_head;
     char                 pad0[ASYNC_CACHELINE - sizeof(void *)];
@@ -106,11 +94,10 @@ struct async_pool {
     char                 pad1[ASYNC_CACHELINE - sizeof(void *) - sizeof(async_lock_t)];
 
     _Atomic unsigned     nsearching, nidle, nblocked, nalive, peak;
-    _Atomic int          phase;
     _Atomic unsigned     ext_submitting, outside_running;
     struct async_parker *_Atomic destroyer;
     char                 pad2[ASYNC_CACHELINE];
-    _Atomic uint64_t     ext_c[NCOUNTERS];   /* counts of non-worker threads */
+    _Atomic uint64_t     ext_c[ASYNC_NCOUNTERS];   /* counts of non-worker threads */
 
     /* configuration: immutable after create */
     _Atomic unsigned     threads;            /* lowered if fewer start */
@@ -124,6 +111,7 @@ struct async_pool {
     _Atomic unsigned     nslots;
     struct async_blocker *blockers;          /* guarded by lock */
     _Atomic bool         saturated;          /* written under lock */
+    _Atomic bool         spawn_failed;       /* written under lock */
 
     pthread_mutex_t      idle_lock;
     struct async_worker *idle_top;           /* guarded by idle_lock */
@@ -131,38 +119,27 @@ struct async_pool {
     struct future       *inj_stub;            /* the queue's dummy node */
 };
 
+_Static_assert(offsetof(struct async_pool, phase) == 0,
+               "async__pool_phase_cancelling reads the phase at offset 0");
+
 static void *worker_main(void *arg);
 
 /* ------------------------------------------------------- counters */
 
-static inline void wcount(struct async_worker *w, int c)
+#define wcount async__worker_count
+
+void async__pool_count_ext(struct async_pool *pool, int c)
 {
-    atomic_store_explicit(&w->c[c],
-        atomic_load_explicit(&w->c[c], memory_order_relaxed) + 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->ext_c[c], 1, memory_order_relaxed);
 }
 
-static void count(struct async_pool *pool, int c)
+static void sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS])
 {
-    struct async_worker *w = async__tls.worker;
-    if (w && w->pool == pool)
-        wcount(w, c);
-    else
-        atomic_fetch_add_explicit(&pool->ext_c[c], 1, memory_order_relaxed);
-}
-
-void async__pool_count(struct async_pool *pool, enum async_counter c)
-{
-    if (pool)
-        count(pool, (int)c);
-}
-
-static void sum_counters(struct async_pool *pool, uint64_t out[NCOUNTERS])
-{
-    for (int i = 0; i < NCOUNTERS; i++)
+    for (int i = 0; i < ASYNC_NCOUNTERS; i++)
         out[i] = atomic_load_explicit(&pool->ext_c[i], memory_order_relaxed);
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
     for (unsigned s = 0; s < n; s++)
-        for (int i = 0; i < NCOUNTERS; i++)
+        for (int i = 0; i < ASYNC_NCOUNTERS; i++)
             out[i] += atomic_load_explicit(&pool->slots[s]->c[i], memory_order_relaxed);
 }
 
@@ -177,10 +154,10 @@ static uint64_t sum_one(struct async_pool *pool, int c)
 
 static size_t queued_estimate(struct async_pool *pool)
 {
-    uint64_t c[NCOUNTERS];
+    uint64_t c[ASYNC_NCOUNTERS];
     sum_counters(pool, c);
     uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    return c[C_SUBMITTED] > gone ? (size_t)(c[C_SUBMITTED] - gone) : 0;
+    return c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
 }
 
 /* Every submitted task finished? Read F before S: see the opening comment. */
@@ -189,7 +166,7 @@ static bool quiescent(struct async_pool *pool)
     uint64_t f = sum_one(pool, ASYNC_C_SUCCEEDED) + sum_one(pool, ASYNC_C_FAILED) +
                  sum_one(pool, ASYNC_C_CANCELLED);
     ASYNC_FENCE();
-    return f == sum_one(pool, C_SUBMITTED);
+    return f == sum_one(pool, ASYNC_C_SUBMITTED);
 }
 
 /* ------------------------------------------------ injection queue */
@@ -378,7 +355,7 @@ static struct async_worker *worker_new(struct async_pool *pool, unsigned index)
     }
     w->pool = pool;
     w->index = index;
-    for (int i = 0; i < NCOUNTERS; i++)
+    for (int i = 0; i < ASYNC_NCOUNTERS; i++)
         atomic_init(&w->c[i], 0);
     return w;
 }
@@ -433,7 +410,11 @@ static void all_blocked(struct async_pool *pool)
     unsigned blocked = atomic_load(&pool->nblocked);
     if (atomic_load(&pool->phase) != PH_CANCELLING && blocked >= alive &&
         atomic_load(&pool->phase) != PH_STOPPING) {
-        int rc = alive < pool->max_threads ? spawn_locked(pool) : EAGAIN;
+        bool capped = alive >= pool->max_threads;
+        int rc = capped ? EAGAIN : spawn_locked(pool);
+        /* A replacement that could not start (no memory, no thread) is
+         * tried again by the blocked workers (async__block_retry). */
+        atomic_store(&pool->spawn_failed, rc != 0 && !capped);
         if (rc && !atomic_load(&pool->saturated)) {
             atomic_store(&pool->saturated, true);
             snprintf(line, sizeof line, "saturated: %u workers blocked, %zu tasks queued",
@@ -473,7 +454,7 @@ static struct future *steal(struct async_worker *w)
             continue;
         struct future *f = async__deque_steal(&v->dq);
         if (f) {
-            wcount(w, C_STOLEN);
+            wcount(w, ASYNC_C_STOLEN);
             return f;
         }
     }
@@ -617,7 +598,7 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     if (w && w->pool == pool) {
         if (!accepts(pool, atomic_load_explicit(&pool->phase, memory_order_acquire)))
             return ECANCELED;
-        wcount(w, C_SUBMITTED);
+        wcount(w, ASYNC_C_SUBMITTED);
         if (async__deque_push(&w->dq, f) != 0)
             inject_push(pool, f);   /* no memory to grow: the shared queue */
         signal_work(pool);
@@ -628,7 +609,7 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
         atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
         return ECANCELED;
     }
-    atomic_fetch_add_explicit(&pool->ext_c[C_SUBMITTED], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
     inject_push(pool, f);
     atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
     signal_work(pool);
@@ -645,14 +626,7 @@ bool async__pool_pop_local(struct future *f)
 
 bool async__pool_cancelling(const struct async_pool *pool)
 {
-    return pool &&
-           atomic_load_explicit(&((struct async_pool *)pool)->phase, memory_order_acquire) ==
-               PH_CANCELLING;
-}
-
-struct async_pool *async__worker_pool(const struct async_worker *w)
-{
-    return w->pool;
+    return pool && async__pool_phase_cancelling(pool);
 }
 
 static void outside_leave(struct async_pool *pool)
@@ -707,6 +681,24 @@ void async__block_enter(struct async_blocker *b)
         if (nb >= atomic_load(&wp->nalive) && work_visible(wp))
             signal_work(wp);
     }
+}
+
+/* A blocked worker whose pool could not start a replacement tries again
+ * every SPAWN_RETRY_NS while it stays blocked: a transient failure (memory,
+ * threads) must not leave queued work stranded behind blocked workers. Returns
+ * when to try next, or ASYNC_FOREVER when nothing needs trying. */
+int64_t async__block_retry(struct async_blocker *b)
+{
+    struct async_worker *w = async__tls.worker;
+    if (!b->worker || !w)
+        return ASYNC_FOREVER;
+    struct async_pool *wp = w->pool;
+    if (!atomic_load_explicit(&wp->spawn_failed, memory_order_relaxed))
+        return ASYNC_FOREVER;
+    unsigned alive = atomic_load(&wp->nalive);
+    if (atomic_load(&wp->nblocked) >= alive && work_visible(wp))
+        all_blocked(wp);
+    return atomic_load(&wp->spawn_failed) ? async_now() + SPAWN_RETRY_NS : ASYNC_FOREVER;
 }
 
 void async__block_exit(struct async_blocker *b)
@@ -995,18 +987,18 @@ int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out)
         return EINVAL;
     if (!pool && !(pool = async_default_pool()))
         return errno;
-    uint64_t c[NCOUNTERS];
+    uint64_t c[ASYNC_NCOUNTERS];
     sum_counters(pool, c);
     out->threads = atomic_load(&pool->nalive);
     out->peak_threads = atomic_load(&pool->peak);
     out->blocked = atomic_load(&pool->nblocked);
     out->idle = atomic_load(&pool->nidle);
     uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    out->queued = c[C_SUBMITTED] > gone ? (size_t)(c[C_SUBMITTED] - gone) : 0;
-    out->submitted = c[C_SUBMITTED];
+    out->queued = c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
+    out->submitted = c[ASYNC_C_SUBMITTED];
     out->succeeded = c[ASYNC_C_SUCCEEDED];
     out->failed = c[ASYNC_C_FAILED];
     out->cancelled = c[ASYNC_C_CANCELLED];
-    out->stolen = c[C_STOLEN];
+    out->stolen = c[ASYNC_C_STOLEN];
     return 0;
 }

@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-_Thread_local struct async_tls async__tls;
+_Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
 
 struct async_defer {
     void (*fn)(void *);
@@ -300,15 +300,6 @@ void async__task_run(struct future *f)
         async__pool_count(pool, ASYNC_C_SUCCEEDED);
         async__future_complete(f, ASYNC_S_SUCCEEDED, 0, cur->result);
     }
-}
-
-bool async__cancel_requested(void)
-{
-    struct future *f = async__current_task();
-    if (!f)
-        return false;
-    return atomic_load_explicit(&f->cancel, memory_order_acquire) ||
-           async__pool_cancelling(f->pool);
 }
 
 /* ------------------------------------------------------- public API */
