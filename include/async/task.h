@@ -38,6 +38,9 @@ ASYNC_API bool async_cancelled(void);
  *                  completes. A deferred function may itself call async_panic:
  *                  its message replaces the task's, and the remaining deferred
  *                  functions still run.
+ *   Ownership:     arg must outlive the task function: deferred functions
+ *                  run after it has returned or been unwound, so arg must
+ *                  not point into the task function's own stack frame.
  *   Returns:       0; EINVAL (fn NULL, or not inside a task); ENOMEM.
  */
 ASYNC_API int async_defer(void (*fn)(void *), void *arg);
