@@ -360,11 +360,12 @@ int future_cancel(future_t *f)
         return 0;
     if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
         return EALREADY;
-    /* Running: ask it to stop and wake whatever it is blocked in. */
+    /* Running: ask it to stop and wake whatever it is blocked in. The flag
+     * is stored before the pool's blocked list is searched under its lock;
+     * a call about to block registers under that lock and then reads the
+     * flag, so it either sees the flag or is found on the list. */
     atomic_store_explicit(&f->cancel, 1, memory_order_seq_cst);
-    struct async_parker *p = atomic_load_explicit(&f->parker, memory_order_seq_cst);
-    if (p)
-        async__unpark(p);
+    async__pool_wake_task(f->pool, f);
     return EBUSY;
 }
 

@@ -221,8 +221,10 @@ enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
 
 /*
  * The record behind a future_t: one allocation per submission (argument copy
- * included), recycled through a per-thread cache. 80 bytes on LP64 (the
- * argument and the outcome share a word: one is dead before the other lives).
+ * included), recycled through a per-thread cache. 72 bytes on LP64 (the
+ * argument and the outcome share a word: one is dead before the other lives;
+ * a cancelled task's blocked call is found through its pool's list of
+ * blocked callers, not through a pointer kept here).
  *
  * Reference counting: refs = handles (the submitter's, a promise's own hold,
  * each promise_future handle) + 1 while the record sits in a queue. The last
@@ -254,9 +256,11 @@ struct future {
     struct async_wnode *_Atomic waiters; /* linked under lock; read lock-free
                                      by the completer's emptiness check */
     struct future   *awaiting;    /* task this one waits on; guarded by lock */
-    struct async_parker *_Atomic parker; /* the runner's parker (cancel wake) */
-    max_align_t      argbuf[];    /* async_submit's copy of the argument */
+    /* async_submit's copy of the argument follows, at ASYNC_ARG_OFFSET (no
+     * flexible array member: its alignment would pad every record to 80) */
 };
+#define ASYNC_ARG_OFFSET \
+    ((sizeof(struct future) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
 
 /* The frame of one task run, on the runner's stack. */
 struct async_frame {
@@ -384,13 +388,16 @@ int  async__pool_submit(struct async_pool *pool, struct future *f);
 struct async_pool *async__pool_resolve(struct async_pool *pool);
 /* Around a park: tell the pool of the calling thread's task that it blocks. */
 struct async_blocker {
-    struct async_pool    *pool;
+    struct async_pool    *pool;          /* the blocked task's pool, or NULL */
+    struct future        *task;          /* the blocked task, or NULL */
     struct async_parker  *parker;
     struct async_blocker *next, *prev;   /* guarded by pool->lock */
     bool                  worker;        /* a worker of this pool */
 };
 void async__block_enter(struct async_blocker *b);
 void async__block_exit(struct async_blocker *b);
+/* Wake task's blocked call, if it has one (future_cancel). */
+void async__pool_wake_task(struct async_pool *pool, struct future *task);
 /* While blocked: retry a replacement that failed to start; the instant to
  * try again, or ASYNC_FOREVER. */
 int64_t async__block_retry(struct async_blocker *b);

@@ -665,6 +665,7 @@ void async__block_enter(struct async_blocker *b)
     struct future *t = async__current_task();
     struct async_worker *w = async__tls.worker;
     b->pool = t ? t->pool : NULL;
+    b->task = t;
     b->worker = w != NULL;
     if (b->pool) {
         ASYNC_CHECK(pthread_mutex_lock(&b->pool->lock));
@@ -681,6 +682,17 @@ void async__block_enter(struct async_blocker *b)
         if (nb >= atomic_load(&wp->nalive) && work_visible(wp))
             signal_work(wp);
     }
+}
+
+void async__pool_wake_task(struct async_pool *pool, struct future *task)
+{
+    if (!pool)
+        return;
+    ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
+    for (struct async_blocker *b = pool->blockers; b; b = b->next)
+        if (b->task == task)
+            async__unpark(b->parker);   /* type-stable parker */
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
 }
 
 /* A blocked worker whose pool could not start a replacement tries again

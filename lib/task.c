@@ -158,11 +158,12 @@ static struct future *record_alloc(size_t arg_size)
         t->ncache--;
         return f;
     }
-    if (arg_size > SIZE_MAX - sizeof(struct future)) {
+    if (arg_size > SIZE_MAX - ASYNC_ARG_OFFSET) {
         errno = ENOMEM;
         return NULL;
     }
-    struct future *f = async__malloc(sizeof(struct future) + arg_size);
+    struct future *f = async__malloc(arg_size ? ASYNC_ARG_OFFSET + arg_size
+                                              : sizeof(struct future));
     if (f)
         f->size_class = arg_size == 0;
     return f;
@@ -199,7 +200,6 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     f->pool = pool;
     atomic_init(&f->waiters, NULL);
     f->awaiting = NULL;
-    atomic_init(&f->parker, NULL);
 }
 
 struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
@@ -211,8 +211,9 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
     record_init(f, ASYNC_KIND_TASK, pool);
     f->fn = fn;
     if (arg_size) {
-        memcpy(f->argbuf, arg, arg_size);
-        f->io.arg = f->argbuf;
+        void *copy = (char *)f + ASYNC_ARG_OFFSET;
+        memcpy(copy, arg, arg_size);
+        f->io.arg = copy;
     } else {
         f->io.arg = (void *)arg;
     }
@@ -276,7 +277,6 @@ void async__task_run(struct future *f)
     fr.pmsg = NULL;
     fr.perr = 0;
     fr.panicked = false;
-    atomic_store_explicit(&f->parker, async__parker_self(), memory_order_release);
     async__tls.frame = &fr;
     async__pool_count(f->pool, ASYNC_C_STARTED);
 
