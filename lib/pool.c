@@ -93,11 +93,14 @@ struct async_pool {
     async_lock_t         inj_lock;
     char                 pad1[ASYNC_CACHELINE - sizeof(void *) - sizeof(async_lock_t)];
 
+    /* written by workers as they search, idle and block */
     _Atomic unsigned     nsearching, nidle, nblocked, nalive, peak;
+    char                 pad2[ASYNC_CACHELINE - 5 * sizeof(unsigned)];
+    /* written by threads that are not workers (submitting, running inline) */
     _Atomic unsigned     ext_submitting, outside_running;
     struct async_parker *_Atomic destroyer;
-    char                 pad2[ASYNC_CACHELINE];
     _Atomic uint64_t     ext_c[ASYNC_NCOUNTERS];   /* counts of non-worker threads */
+    char                 pad3[ASYNC_CACHELINE];
 
     /* configuration: immutable after create */
     _Atomic unsigned     threads;            /* lowered if fewer start */
