@@ -286,6 +286,7 @@ struct async_tls {
     struct future       *cache;   /* free records of standard size */
     unsigned             ncache;
     uint64_t             rng;     /* xorshift state, lazily seeded */
+    int64_t              spin_ns; /* adaptive spin budget (park.c); 0: unset */
 };
 /* initial-exec: a TLS access is one instruction, not a call to
  * __tls_get_addr; the block is small enough for the static TLS surplus a

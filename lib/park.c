@@ -28,10 +28,14 @@
  * The short lock (async_lock_t): Drepper's futex mutex, states 0 unlocked,
  * 1 locked, 2 locked with sleepers; spins ~100 times before sleeping.
  *
- * Spinning: before parking, async__wait spins up to SPIN_NS while fewer than
- * half the CPUs are already spinning here — a hand-off between two running
- * threads then costs no system call, and a busy machine does not burn the
- * cores that would complete the wait.
+ * Spinning: before parking, async__wait spins while fewer threads than CPUs
+ * are already spinning here — a hand-off between two running threads then
+ * costs no system call, and spinners never outnumber the cores. The budget
+ * adapts per thread (as adaptive mutexes do): a wait that ended within
+ * SPIN_MAX_NS raises it to twice that wait, since spinning that long would
+ * have caught it; a longer wait halves it. Two threads that hand work back
+ * and forth thus settle into spinning (no system call per message), while a
+ * thread whose waits are long stops burning its core.
  *
  * Locks: free_lock guards the parker free list (leaf lock).
  */
@@ -64,7 +68,9 @@ struct async_parker {
 static pthread_mutex_t      free_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct async_parker *free_parkers;   /* guarded by free_lock */
 
-#define SPIN_NS (4 * ASYNC_MICROSECOND)
+#define SPIN_MIN_NS   (2 * ASYNC_MICROSECOND)
+#define SPIN_START_NS (4 * ASYNC_MICROSECOND)
+#define SPIN_MAX_NS   (50 * ASYNC_MICROSECOND)
 static _Atomic unsigned spinners;           /* threads spinning in async__wait */
 static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
 
@@ -287,8 +293,8 @@ static unsigned ncpu(void)
     return n;
 }
 
-/* Spin until fired or SPIN_NS passed; true when fired. */
-static bool spin(struct async_waiter *w)
+/* Spin until fired or the budget passed; true when fired. */
+static bool spin(struct async_waiter *w, int64_t until)
 {
     unsigned n = ncpu();
     if (n < 2)
@@ -298,7 +304,6 @@ static bool spin(struct async_waiter *w)
         return false;
     }
     bool fired = false;
-    int64_t until = async_now() + SPIN_NS;
     for (unsigned i = 1;; i++) {
         if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
             fired = true;
@@ -312,10 +317,31 @@ static bool spin(struct async_waiter *w)
     return fired;
 }
 
+/* A wait that began at start has been fired: adapt the spin budget. */
+static void adapt_spin(int64_t start)
+{
+    int64_t d = async_now() - start, b = async__tls.spin_ns;
+    if (d <= SPIN_MAX_NS)
+        b = b > 2 * d ? b : (2 * d < SPIN_MAX_NS ? 2 * d : SPIN_MAX_NS);
+    else
+        b = b / 2 > SPIN_MIN_NS ? b / 2 : SPIN_MIN_NS;
+    async__tls.spin_ns = b;
+}
+
 static int wait_loop(struct async_waiter *w, int64_t deadline, bool may_spin)
 {
-    if (may_spin && !async__cancel_requested() && spin(w))
-        return 0;
+    int64_t start = 0;
+    if (may_spin && !async__cancel_requested()) {
+        start = async_now();
+        int64_t budget = async__tls.spin_ns ? async__tls.spin_ns : SPIN_START_NS;
+        int64_t until = start + budget;
+        if (deadline != ASYNC_FOREVER && deadline < until)
+            until = deadline;
+        if (spin(w, until)) {
+            adapt_spin(start);
+            return 0;
+        }
+    }
     struct async_blocker b = { 0 };
     bool blocked = false;
     int rc;
@@ -347,6 +373,8 @@ static int wait_loop(struct async_waiter *w, int64_t deadline, bool may_spin)
     }
     if (blocked)
         async__block_exit(&b);
+    if (start && rc == 0)
+        adapt_spin(start);
     return rc;
 }
 
