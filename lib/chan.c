@@ -219,13 +219,7 @@ static int unwait(struct chan *c, struct async_wqueue *q, struct async_wnode *n,
 static int block_on(struct chan *c, struct async_wqueue *q, void *elem, int64_t deadline)
 {
     struct async_waiter w;
-    int rc = 0;
-    if (deadline == 0)
-        rc = EAGAIN;
-    else if (async__deadline_passed(deadline))
-        rc = ETIMEDOUT;
-    else
-        rc = async__waiter_init(&w);
+    int rc = async__waiter_prepare(&w, deadline);
     if (rc != 0) {
         async__unlock(&c->lock);
         return rc;

@@ -144,11 +144,10 @@ static int wait_done(struct future *f, int64_t deadline)
 {
     if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
         return 0;
-    if (deadline == 0)
-        return EAGAIN;
     struct async_waiter w;
-    if (async__waiter_init(&w))
-        return ENOMEM;
+    int rc = async__waiter_prepare(&w, deadline);
+    if (rc)
+        return rc;
     struct async_wnode n = { .w = &w, .index = 0 };
     async__lock(&f->lock);
     link_waiter(f, &n);
@@ -158,7 +157,7 @@ static int wait_done(struct future *f, int64_t deadline)
         return 0;
     }
     async__unlock(&f->lock);
-    int rc = async__wait(&w, deadline);
+    rc = async__wait(&w, deadline);
     if (rc) {
         async__lock(&f->lock);
         unlink_waiter(f, &n);
@@ -422,11 +421,9 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
         return ECANCELED;
     if (lowest_done(fs, n, index))
         return 0;
-    if (deadline == 0)
-        return EAGAIN;
     struct async_waiter w;
-    if (async__waiter_init(&w))
-        return ENOMEM;
+    if ((rc = async__waiter_prepare(&w, deadline)) != 0)
+        return rc;
     struct async_wnode stack_nodes[ANY_STACK_NODES];
     struct async_wnode *nodes = stack_nodes;
     if (n > ANY_STACK_NODES && !(nodes = async__calloc(n, sizeof *nodes)))

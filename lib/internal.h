@@ -316,6 +316,18 @@ static inline int async__waiter_init(struct async_waiter *w)
     return w->parker ? 0 : ENOMEM;
 }
 
+/* Before a blocking call waits: EAGAIN for a poll (deadline 0), ETIMEDOUT
+ * for a deadline already passed, ENOMEM when this thread has no parker;
+ * else 0 with w ready to publish. */
+static inline int async__waiter_prepare(struct async_waiter *w, int64_t deadline)
+{
+    if (deadline == 0)
+        return EAGAIN;
+    if (async__deadline_passed(deadline))
+        return ETIMEDOUT;
+    return async__waiter_init(w);
+}
+
 /* The first member of struct async_pool (pool.c), so that the cancellation
  * check below stays inline. */
 #define ASYNC_PH_CANCELLING 3

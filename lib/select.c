@@ -255,13 +255,7 @@ static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t de
                         size_t *which)
 {
     struct async_waiter w;
-    int rc = 0;
-    if (deadline == 0)
-        rc = EAGAIN;
-    else if (async__deadline_passed(deadline))
-        rc = ETIMEDOUT;
-    else
-        rc = async__waiter_init(&w);
+    int rc = async__waiter_prepare(&w, deadline);
     if (rc != 0) {
         unlock_all(cases, s);
         return rc;
