@@ -34,8 +34,11 @@
  * work is visible the pool wakes an idle worker or starts a replacement, up to
  * max_threads; at the cap it logs "saturated: ..." once per episode. Idle
  * replacement workers (more alive than `threads`) exit after RETIRE_NS idle.
- * Every parked task, on a worker or not, is on the pool's `blockers` list, so
- * an ASYNC_CANCEL shutdown can wake it.
+ * Every parked task, on a worker or not, is on the pool's `blockers` list
+ * (with the task it belongs to), so an ASYNC_CANCEL shutdown can wake them
+ * all and future_cancel can wake the one it cancels. Rejected: a pointer to
+ * the runner's parker in every task record (8 bytes per record for a rare
+ * operation; cancelling walks the blocked callers of one pool instead).
  *
  * Shutdown. phase: RUNNING -> DRAINING -> STOPPING, or RUNNING -> CANCELLING.
  * Outside submitters bracket their push with ext_submitting, so once the
