@@ -101,8 +101,17 @@ ASYNC_API async_pool_t *async_default_pool(void);
  * async_shutdown — destroy the default pool (if one exists) as
  *                  async_pool_destroy(pool, how) does; the next use of the
  *                  default pool creates a new one.
+ *   Blocks:        as async_pool_destroy.
+ *   Thread-safety: while it drains, the pool's own tasks may still submit
+ *                  (async_run reaches the draining pool). Other threads must
+ *                  not use the default pool (async_run, async_default_pool,
+ *                  async_pool_stats(NULL)...) while async_shutdown runs: a
+ *                  call racing with its end may touch the pool as it is
+ *                  freed (guarding every submission against that would put
+ *                  a shared atomic on the hot path). Calls made after it has
+ *                  returned are fine: they create a new default pool.
  *   Returns:       0 (also when there was no default pool), or the error of
- *                  async_pool_destroy.
+ *                  async_pool_destroy (EDEADLK from one of its own tasks).
  */
 ASYNC_API int async_shutdown(async_shutdown_t how);
 
