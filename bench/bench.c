@@ -8,11 +8,11 @@
  *
  * Usage: bench [--threads N] [--workload W#] [--peer NAME] [--w3-tasks]
  *   --threads N    worker threads of the pool (default 2, as every peer)
- *   --workload W#  run one workload in this process (default: all six, each
- *                  in a fresh child process, as the peer protocol asks)
+ *   --workload W#  run one workload in this process (default: all of them,
+ *                  each in a fresh child process, as the peer protocol asks)
  *   --peer NAME    the name printed after peer= (default "libasync")
- *   --w3-tasks     W3 with both parties as pool tasks (the main thread only
- *                  waits for them) instead of the main thread asking
+ *   --w3-tasks     W3 with both parties as pool tasks (the same as W3T)
+ * Pools run in goroutine mode unless $ASYNC_STACK_SIZE=thread.
  *
  * Protocol (the peers'): one untimed warm-up pass (N/10; W4 fib(20); W5 100
  * primes; none for W6), then one timed pass on CLOCK_MONOTONIC. Every result
@@ -25,6 +25,7 @@
  *       thread sends i and receives the reply, one pool task answers i+1 (as
  *       the Go peer: main goroutine + one goroutine); --w3-tasks makes the
  *       asking side a pool task too.
+ *   W3T W3 with both parties pool tasks (Go's W3 is two goroutines).
  *   W4  fib(27), a task per call: spawn fib(n-1), compute fib(n-2) inline,
  *       get (the tbb-taskgroup peer's shape). The root runs on the pool and
  *       the main thread waits with a finite deadline, which never runs tasks,
@@ -42,9 +43,14 @@
  *       submitted. bytes_per_task = (peak RSS - RSS just before submitting)
  *       / N; the array of handles is allocated and touched before the
  *       baseline.
+ *   W7  100,000 tasks blocked at once on one unbuffered channel, then fed one
+ *       value each; each answers on a buffered channel (Go's W7). ns_per_op =
+ *       (first submission to last answer) / N; bytes_per_task as W6, with
+ *       the peak taken once every task has started.
  *
  * Every line also carries threads= (the --threads value) and
- * threads_reached= (the pool's peak_threads).
+ * threads_reached= (the pool's peak_threads); W5 and W7 also os_threads=,
+ * the threads of the whole process at the end of the timed pass.
  */
 #include <async.h>
 
@@ -125,6 +131,11 @@ static void report(const char *wl, long n, double ns_per_op, const char *extra)
     printf("peer=%s workload=%s n=%ld ns_per_op=%.1f%s%s\n", opt_peer, wl, n, ns_per_op,
            *extra ? " " : "", extra);
     fflush(stdout);
+}
+
+static long os_threads(void)
+{
+    return status_kb("Threads");
 }
 
 static unsigned peak_threads(async_pool_t *pool)
@@ -310,6 +321,23 @@ static long long w3_pass(async_pool_t *pool, long n)
     return sum;
 }
 
+static void w3t(void)
+{
+    w3_tasks = true;
+    const long n = 200000;
+    async_pool_t *pool = make_pool(opt_threads, 0);
+    w3_pass(pool, n / 10);
+    uint64_t t0 = now_ns();
+    long long sum = w3_pass(pool, n);
+    uint64_t t1 = now_ns();
+    check("W3T", sum, (long long)n * (n + 1) / 2);
+    char extra[160];
+    snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=task+task",
+             opt_threads, peak_threads(pool));
+    destroy_pool(pool, ASYNC_DRAIN);
+    report("W3T", n, (double)(t1 - t0) / (double)n, extra);
+}
+
 static void w3(void)
 {
     const long n = 200000;
@@ -475,6 +503,8 @@ static void sieve_free(struct sieve *s)
     free(s->tasks);
 }
 
+static long w5_os_threads;
+
 /* One sieve on its own pool, ended by an ASYNC_CANCEL destroy. */
 static int sieve_pass(int nprimes, uint64_t *ns, double *teardown_ms, unsigned *reached)
 {
@@ -484,6 +514,7 @@ static int sieve_pass(int nprimes, uint64_t *ns, double *teardown_ms, unsigned *
     int last = sieve_run(pool, &s, nprimes);
     uint64_t t1 = now_ns();
     *reached = peak_threads(pool);
+    w5_os_threads = os_threads();
     destroy_pool(pool, ASYNC_CANCEL);
     uint64_t t2 = now_ns();
     sieve_free(&s);
@@ -503,8 +534,8 @@ static void w5(void)
     check("W5", last, 7919);
     char extra[192];
     snprintf(extra, sizeof extra,
-             "total_ms=%.1f threads=%u threads_reached=%u teardown_ms=%.1f",
-             (double)ns / 1e6, opt_threads, reached, teardown);
+             "total_ms=%.1f threads=%u threads_reached=%u os_threads=%ld teardown_ms=%.1f",
+             (double)ns / 1e6, opt_threads, reached, w5_os_threads, teardown);
     report("W5", n, (double)ns / n, extra);
 }
 
@@ -577,19 +608,89 @@ static void w6(void)
     report("W6", n, (double)(t1 - t0) / (double)n, extra);
 }
 
+/* ---------------------------------------------------------------- W7 */
+
+struct w7 {
+    chan_t     *c, *res;
+    atomic_long started;
+};
+
+static void *w7_task(void *arg)
+{
+    struct w7 *w = arg;
+    atomic_fetch_add_explicit(&w->started, 1, memory_order_relaxed);
+    int64_t v;
+    int rc = chan_recv(w->c, &v);
+    if (rc)
+        fail("W7 chan_recv", rc);
+    v++;
+    if ((rc = chan_send(w->res, &v)))
+        fail("W7 chan_send", rc);
+    return NULL;
+}
+
+static void w7(void)
+{
+    const long n = 100000;
+    async_pool_t *pool = make_pool(opt_threads, 0);
+    struct w7 w = { chan_make(sizeof(int64_t), 0), chan_make(sizeof(int64_t), (size_t)n), 0 };
+    if (!w.c || !w.res)
+        fail("chan_make", errno);
+    long base = rss_now_kb();
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < n; i++)
+        future_free(spawn(pool, w7_task, &w));
+    while (atomic_load_explicit(&w.started, memory_order_relaxed) < n) {
+        struct timespec ts = { 0, 100000 };
+        nanosleep(&ts, NULL);
+    }
+    long peak = rss_peak_kb();
+    for (long i = 0; i < n; i++) {
+        int64_t v = i;
+        int rc = chan_send(w.c, &v);
+        if (rc)
+            fail("W7 chan_send", rc);
+    }
+    long long sum = 0;
+    for (long i = 0; i < n; i++) {
+        int64_t v;
+        int rc = chan_recv(w.res, &v);
+        if (rc)
+            fail("W7 chan_recv", rc);
+        sum += v;
+    }
+    uint64_t t1 = now_ns();
+    long threads = os_threads();
+    check("W7", sum, (long long)n * (n + 1) / 2);
+    async_pool_stats_t st;
+    size_t stacks = async_pool_stats(pool, &st) == 0 ? st.stacks : 0;
+    unsigned reached = peak_threads(pool);
+    destroy_pool(pool, ASYNC_DRAIN);
+    chan_free(w.c);
+    chan_free(w.res);
+    char extra[256];
+    snprintf(extra, sizeof extra,
+             "total_ms=%.1f bytes_per_task=%.1f base_rss_kb=%ld peak_rss_kb=%ld "
+             "threads=%u threads_reached=%u os_threads=%ld stacks=%zu",
+             (double)(t1 - t0) / 1e6, (double)(peak - base) * 1024.0 / (double)n, base, peak,
+             opt_threads, reached, threads, stacks);
+    report("W7", n, (double)(t1 - t0) / (double)n, extra);
+}
+
 /* -------------------------------------------------------------- main */
 
 static const struct {
     const char *name;
     void      (*run)(void);
 } workloads[] = {
-    { "W1", w1 }, { "W2", w2 }, { "W3", w3 }, { "W4", w4 }, { "W5", w5 }, { "W6", w6 },
+    { "W1", w1 }, { "W2", w2 }, { "W3", w3 }, { "W3T", w3t }, { "W4", w4 }, { "W5", w5 },
+    { "W6", w6 }, { "W7", w7 },
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 
 static _Noreturn void usage(void)
 {
-    fprintf(stderr, "usage: bench [--threads N] [--workload W1..W6] [--peer NAME] [--w3-tasks]\n");
+    fprintf(stderr, "usage: bench [--threads N] [--workload W1..W7|W3T] [--peer NAME] [--w3-tasks]\n");
     exit(64);
 }
 

@@ -63,7 +63,8 @@
  * chan_select, which holds those of its cases in ascending address order
  * (select.c). Nothing else is locked under a channel lock but parker
  * allocation's leaf lock (a thread's first wait) and, when a close wakes more
- * than a wakeset holds, the parker futex (a system call, never user code).
+ * than a wakeset holds, a wake (a futex system call, or a run-queue push;
+ * never user code).
  *
  * Memory order:
  *   - c->lock (acquire on lock, release on unlock) orders every field of the
@@ -114,15 +115,15 @@ static inline size_t ring_next(const struct chan *c, size_t i)
 
 /*
  * Under c->lock: pop the first waiter of q that this channel may still take,
- * and put its parker in *wake. A plain waiter is taken as it is (only this
+ * and put its wake target in *wake. A plain waiter is taken as it is (only this
  * channel fires it); a select's waiter is fired here, and one that another
  * channel fired first is dropped from the queue and skipped.
  */
-static struct async_wnode *wq_take(struct async_wqueue *q, struct async_parker **wake)
+static struct async_wnode *wq_take(struct async_wqueue *q, uintptr_t *wake)
 {
     struct async_wnode *n;
     while ((n = async__wq_pop(q)) != NULL) {
-        struct async_parker *p = n->w->parker;   /* before the CAS */
+        uintptr_t p = n->w->target;   /* before the CAS */
         if (n->index == ASYNC_CHAN_SOLO ||
             async__waiter_fire(n->w, (uintptr_t)n->index + 1)) {
             *wake = p;
@@ -144,7 +145,7 @@ static void wnode_done(struct async_wnode *n, int result)
         async__abort(__FILE__, __LINE__, "plain channel waiter fired twice");
 }
 
-int async__chan_try_send(struct chan *c, const void *elem, struct async_parker **wake)
+int async__chan_try_send(struct chan *c, const void *elem, uintptr_t *wake)
 {
     if (c->closed)
         return EPIPE;
@@ -179,7 +180,7 @@ static void recv_from_sender(struct chan *c, struct async_wnode *s, void *elem)
     wnode_done(s, 0);
 }
 
-int async__chan_try_recv(struct chan *c, void *elem, struct async_parker **wake)
+int async__chan_try_recv(struct chan *c, void *elem, uintptr_t *wake)
 {
     struct async_wnode *s = wq_take(&c->sendq, wake);
     if (s) {
@@ -233,11 +234,11 @@ static int block_on(struct chan *c, struct async_wqueue *q, void *elem, int64_t 
 }
 
 /* Finish a try that did not block: drop the lock, then wake the party. */
-static int done(struct chan *c, int rc, struct async_parker *wake)
+static int done(struct chan *c, int rc, uintptr_t wake)
 {
     async__unlock(&c->lock);
     if (wake)
-        async__unpark(wake);
+        async__wake(wake);
     return rc;
 }
 
@@ -279,7 +280,7 @@ int chan_send_until(chan_t *c, const void *elem, int64_t deadline)
         return EINVAL;
     if (async__cancel_requested())
         return ECANCELED;
-    struct async_parker *wake = NULL;
+    uintptr_t wake = 0;
     async__lock(&c->lock);
     int rc = async__chan_try_send(c, elem, &wake);
     if (rc != EAGAIN)
@@ -293,7 +294,7 @@ int chan_recv_until(chan_t *c, void *elem, int64_t deadline)
         return EINVAL;
     if (async__cancel_requested())
         return ECANCELED;
-    struct async_parker *wake = NULL;
+    uintptr_t wake = 0;
     async__lock(&c->lock);
     int rc = async__chan_try_recv(c, elem, &wake);
     if (rc != EAGAIN)
@@ -314,7 +315,7 @@ int chan_recv(chan_t *c, void *elem)
 /* Under c->lock: fail every waiter of q with EPIPE. */
 static void fail_all(struct async_wqueue *q, struct async_wakeset *ws)
 {
-    struct async_parker *p;
+    uintptr_t p;
     struct async_wnode *n;
     while ((n = wq_take(q, &p)) != NULL) {
         wnode_done(n, EPIPE);

@@ -46,10 +46,10 @@ struct chan {
  * now and returns 0, or returns EPIPE (closed: a send, or a receive on a
  * drained channel) or EAGAIN (it would block; nothing changed). When the
  * operation handed off to or from a blocked party, *wake receives that
- * party's parker, to be unparked once every lock is released; else it is
- * left untouched (initialise it to NULL).
+ * party's wake target, to be woken once every lock is released; else it is
+ * left untouched (initialise it to 0).
  */
-int async__chan_try_send(struct chan *c, const void *elem, struct async_parker **wake);
-int async__chan_try_recv(struct chan *c, void *elem, struct async_parker **wake);
+int async__chan_try_send(struct chan *c, const void *elem, uintptr_t *wake);
+int async__chan_try_recv(struct chan *c, void *elem, uintptr_t *wake);
 
 #endif /* ASYNC_CHAN_INTERNAL_H */

@@ -2,7 +2,8 @@
  * lib/deque.c — the per-worker work-stealing deque (Chase–Lev, with the C11
  * orderings of Lê, Pop, Cohen and Zappa Nardelli, PPoPP 2013).
  *
- * Owns: a growable ring of task pointers. The owner pushes and pops at the
+ * Owns: a growable ring of work items (task records, or parked fibers made
+ * runnable; sched.c tags them). The owner pushes and pops at the
  * bottom (LIFO: the task it just made is cache-warm and is what its own
  * future_get will want); thieves take from the top (the oldest, usually the
  * biggest piece of a fork/join).
@@ -30,7 +31,7 @@
 struct async_ring {
     int64_t                  mask;      /* capacity - 1; immutable */
     struct async_ring       *retired;   /* owner only */
-    struct future *_Atomic   slot[];
+    void *_Atomic            slot[];   /* tagged items, see sched.c */
 };
 
 #define RING_INITIAL 256
@@ -85,7 +86,7 @@ static struct async_ring *grow(struct async_deque *d, struct async_ring *old, in
     return r;
 }
 
-int async__deque_push(struct async_deque *d, struct future *f)
+int async__deque_push(struct async_deque *d, void *f)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
@@ -100,7 +101,7 @@ int async__deque_push(struct async_deque *d, struct future *f)
     return 0;
 }
 
-struct future *async__deque_pop(struct async_deque *d)
+void *async__deque_pop(struct async_deque *d)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
     struct async_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
@@ -111,7 +112,7 @@ struct future *async__deque_pop(struct async_deque *d)
         atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
         return NULL;
     }
-    struct future *f = atomic_load_explicit(&r->slot[b & r->mask], memory_order_relaxed);
+    void *f = atomic_load_explicit(&r->slot[b & r->mask], memory_order_relaxed);
     if (t == b) {  /* the last entry: race the thieves for it */
         if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1,
                 memory_order_seq_cst, memory_order_relaxed))
@@ -121,7 +122,7 @@ struct future *async__deque_pop(struct async_deque *d)
     return f;
 }
 
-struct future *async__deque_steal(struct async_deque *d)
+void *async__deque_steal(struct async_deque *d)
 {
     int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     ASYNC_FENCE();
@@ -129,7 +130,7 @@ struct future *async__deque_steal(struct async_deque *d)
     if (t >= b)
         return NULL;
     struct async_ring *r = atomic_load_explicit(&d->ring, memory_order_acquire);
-    struct future *f = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
+    void *f = atomic_load_explicit(&r->slot[t & r->mask], memory_order_relaxed);
     if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1,
             memory_order_seq_cst, memory_order_relaxed))
         return NULL;   /* lost the race: the caller tries elsewhere */
@@ -138,7 +139,7 @@ struct future *async__deque_steal(struct async_deque *d)
 
 /* Peek at the bottom entry (owner only): the fork/join fast path checks
  * whether the task it waits for is the one it pushed last. */
-struct future *async__deque_peek_bottom(struct async_deque *d)
+void *async__deque_peek_bottom(struct async_deque *d)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);

@@ -4,26 +4,37 @@
  * Owns: async_run/async_run_on/async_submit, completion, future_get (inline
  * run and the helping rule), cancellation, the queries, wait_all/wait_any.
  *
- * Completion is one seq_cst store of the final state (a CAS for promises and
- * for cancelling a task nobody ran), after the outcome fields were written.
- * A waiter publishes its wnode on f->waiters under f->lock with a seq_cst
- * store and then reads the state (seq_cst); the completer stores the state
- * and then reads f->waiters (seq_cst). One of the two sees the other (a
- * Dekker pair), so a completion with nobody waiting costs no lock at all,
- * and no waiter is ever missed. Woken waiters are fired under f->lock and
- * unparked after it is released (parkers are type-stable, see park.c).
+ * Completion (task.c) is one seq_cst store of the final state, after the
+ * outcome fields were written. A waiter publishes its wnode on f->waiters
+ * under f->lock with a seq_cst store and then reads the state (seq_cst); the
+ * completer stores the state and then reads f->waiters (seq_cst). One of the
+ * two sees the other (a Dekker pair), so a completion with nobody waiting
+ * costs no lock at all, and no waiter is ever missed.
  *
  * Waiting without a deadline never deadlocks the pool:
  *   1. a task not yet started is claimed (CAS PENDING -> RUNNING) and run on
  *      the waiting thread; the worker that pops its queue entry later finds
  *      it claimed and drops it. A worker waiting for the task it pushed last
- *      pops it from its own deque first (the fork/join fast path).
+ *      pops it from its own deque first (the fork/join fast path). An inline
+ *      run needs ASYNC_INLINE_ROOM of stack left below the waiter (a chain of
+ *      10,000 nested waits would overflow any stack, and a goroutine-mode
+ *      stack is small); without it the waiter parks instead, and a worker
+ *      runs the task.
  *   2. inside a task, a waiter whose target is already running follows the
  *      chain of `awaiting` links (target -> what it waits for -> ...) and
  *      runs the first task on it that nobody has started: the awaited task
  *      needs it, so running it can never block on something the waiter was
  *      about to produce. Nothing else is run (API.md says why).
- *   3. else it parks; a worker then counts as blocked (pool.c).
+ *   3. else it parks (block.c): a goroutine-mode task frees its worker, a
+ *      thread-mode worker counts as blocked.
+ *
+ * Cancelling a running task stores its cancel flag (seq_cst) and wakes the
+ * record's runner (the fiber or thread that runs it, by its wake-target
+ * id): a blocked call of the task wakes and sees the flag; a running task
+ * gets a spurious wake, which costs nothing. The flag store and the wait's
+ * seq_cst step before it parks are a Dekker pair (block.c), so a call about
+ * to block either sees the flag or is woken. Nothing of the pool is touched,
+ * so a cancel that races the pool's destruction touches no freed memory.
  * A wait with a finite deadline only parks, so it returns on time.
  *
  * Fields: f->waiters links and f->awaiting are guarded by f->lock; the state
@@ -35,32 +46,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static char static_empty[] = "";
-static char static_oom[] = "out of memory";
-
-bool async__msg_is_static(const char *msg)
-{
-    return msg == static_empty || msg == static_oom || msg == async__broken_promise;
-}
-
-char *async__format(const char *fmt, va_list ap, bool *oom)
-{
-    *oom = false;
-    if (!fmt || !*fmt)
-        return static_empty;
-    va_list cp;
-    va_copy(cp, ap);
-    int n = vsnprintf(NULL, 0, fmt, cp);
-    va_end(cp);
-    char *s = n >= 0 ? async__malloc((size_t)n + 1) : NULL;
-    if (!s) {
-        *oom = true;
-        return static_oom;
-    }
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    return s;
-}
 
 /* -------------------------------------------------------- waiters */
 
@@ -86,56 +71,6 @@ static void unlink_waiter(struct future *f, struct async_wnode *n)
     if (n->next)
         n->next->prev = n->prev;
     n->linked = false;
-}
-
-static void wake_all(struct future *f)
-{
-    struct async_wakeset ws = { 0 };
-    async__lock(&f->lock);
-    struct async_wnode *n = atomic_load_explicit(&f->waiters, memory_order_relaxed);
-    atomic_store_explicit(&f->waiters, NULL, memory_order_relaxed);
-    while (n) {
-        struct async_wnode *next = n->next;
-        struct async_parker *p = n->w->parker;
-        n->linked = false;
-        if (async__waiter_fire(n->w, n->index + 1))
-            async__wakeset_add(&ws, p);
-        n = next;   /* n may be gone once fired: read next first */
-    }
-    async__unlock(&f->lock);
-    async__wakeset_flush(&ws);
-}
-
-static void after_final_store(struct future *f)
-{
-    if (atomic_load_explicit(&f->waiters, memory_order_seq_cst) != NULL)
-        wake_all(f);
-}
-
-void async__future_complete(struct future *f, uint32_t final, int err, void *value)
-{
-    if (final == ASYNC_S_SUCCEEDED) {
-        f->io.result = value;
-    } else if (final == ASYNC_S_FAILED) {
-        f->err = err;
-        f->io.msg = value;
-    } else {
-        f->err = ECANCELED;
-    }
-    atomic_store_explicit(&f->state, final, memory_order_seq_cst);
-    after_final_store(f);
-}
-
-bool async__future_cancel_pending(struct future *f)
-{
-    uint32_t s = ASYNC_S_PENDING;
-    if (!atomic_compare_exchange_strong_explicit(&f->state, &s, ASYNC_S_CANCELLED,
-            memory_order_seq_cst, memory_order_relaxed))
-        return false;
-    f->err = ECANCELED;
-    async__pool_count(f->pool, ASYNC_C_CANCELLED);
-    after_final_store(f);
-    return true;
 }
 
 /* Park until f is done or the deadline. 0, ETIMEDOUT, EAGAIN, ECANCELED,
@@ -177,7 +112,9 @@ static bool try_inline(struct future *f)
         atomic_load_explicit(&f->state, memory_order_acquire) != ASYNC_S_PENDING)
         return false;
     struct async_pool *pool = f->pool;
-    struct async_worker *w = async__tls.worker;
+    struct async_worker *w = async__tls_get()->worker;
+    if (async__stack_room() < ASYNC_INLINE_ROOM)
+        return false;   /* park instead: a worker runs it */
     if (async__pool_pop_local(f)) {
         /* Popped from our own deque: the queue's reference is ours now. */
         if (async__task_claim(f))
@@ -359,12 +296,10 @@ int future_cancel(future_t *f)
         return 0;
     if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
         return EALREADY;
-    /* Running: ask it to stop and wake whatever it is blocked in. The flag
-     * is stored before the pool's blocked list is searched under its lock;
-     * a call about to block registers under that lock and then reads the
-     * flag, so it either sees the flag or is found on the list. */
+    /* Running: ask it to stop and wake whatever it is blocked in (see the
+     * opening comment). */
     atomic_store_explicit(&f->cancel, 1, memory_order_seq_cst);
-    async__pool_wake_task(f->pool, f);
+    async__wake(async__target_lookup(atomic_load_explicit(&f->runner, memory_order_seq_cst)));
     return EBUSY;
 }
 

@@ -1,19 +1,39 @@
 /*
  * lib/internal.h — what crosses files inside libasync. Never installed.
  *
- * Layers, bottom up (nothing below includes what is above):
+ * Layers, bottom up. A file calls only into the files above it in this list
+ * (and its own); the one call that must go back up, the wait layer making a
+ * parked fiber runnable on its scheduler's queues, goes through a hook
+ * (async__ready_hook, set by sched.c):
  *   alloc.c    every allocation (with a test hook that fails the Nth one)
  *   time.c     the clock, deadlines as timespecs
- *   park.c     the per-thread parker, the short lock, the waiter and the one
- *              wait loop every blocking call goes through
+ *   tls.c      the thread's state and the accessor that survives migration
+ *   park.c     the per-thread parker, the short lock, wait queues, and the
+ *              registry of wake targets (parkers and fibers by 32-bit id)
+ *   fiber.c    contexts and stacks: the switch (ctx/switch_<cpu>.S, or ucontext), slabs
+ *              of stacks, fiber records, sanitizer and valgrind annotations
+ *   wait.c     the waiter and async__wake: one call that unparks a thread
+ *              or makes a parked fiber runnable; wake sets
  *   task.c     the task record's life: init, claim, run (frame, defers,
- *              panic), the record cache, the thread's "current task"
+ *              panic), completion, the record cache, the current task
  *   deque.c    the per-worker Chase–Lev deque
- *   pool.c     workers, injection queue, idle parking, blocked accounting,
- *              replacements, shutdown, stats
- *   future.c   completion, waiting (inline run, helping), wait_all/any
+ *   sched.c    workers and their loop, run queues, the run-next slot,
+ *              timers, idle parking, blocked accounting and replacements,
+ *              the one wait loop (async__wait: spin, park a thread or a
+ *              fiber), sleep, yield
+ *   pool.c     pool life cycle: create, destroy, the default pool, stats
+ *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
- *   chan.c, select.c   channels and select, on the same waiter
+ *   chan.c, select.c   channels and select
+ *
+ * Lock order (the only nestings there are; every other lock is a leaf):
+ *   default_lock (pool.c) > pool->lock > pool->idle_lock
+ *   channel locks, ascending address (select.c) > nothing
+ *   f->lock (a record's) > nothing
+ *   stack_lock (fiber.c), timer_lock (sched.c), depot_lock (task.c),
+ *   registry_lock (park.c), inj_lock: leaves
+ * No internal lock is held while user code (a task, a deferred function, the
+ * log hook) runs, nor across a park or a fiber switch.
  *
  * Internal symbols carry the async__ prefix; the library is built with hidden
  * visibility, so only ASYNC_API symbols are exported from the shared object.
@@ -40,6 +60,13 @@
 #elif defined(__has_feature)
 #  if __has_feature(thread_sanitizer)
 #    define ASYNC_TSAN 1
+#  endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#  define ASYNC_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define ASYNC_ASAN 1
 #  endif
 #endif
 #ifdef ASYNC_TSAN
@@ -91,6 +118,121 @@ struct timespec async__timespec(int64_t ns);
 static inline int async__deadline_valid(int64_t d) { return d >= -1 ? 0 : EINVAL; }
 /* true when a finite deadline has passed */
 bool async__deadline_passed(int64_t deadline);
+/* now + ns, saturated at INT64_MAX (a deadline that never comes) rather
+ * than wrapping to the past. */
+static inline int64_t async__deadline_after(int64_t ns)
+{
+    int64_t now = async_now();
+    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
+/* -------------------------------------------------------------- tls.c */
+
+/*
+ * A fiber is what a task runs on: a stack, the saved context of a task
+ * parked on it, and what used to be per-thread while a task runs (its frame
+ * chain and deferred functions; runs nest like the stack they are on). A
+ * thread's own stack is a fiber too (embedded in its struct async_tls), so
+ * code that asks "which task runs here" asks the current fiber, whatever the
+ * mode. Stack fibers live in slabs (fiber.c) and are type-stable: never
+ * unmapped, so a late wake-up of one is at worst spurious.
+ */
+struct async_frame;
+struct async_defer;
+struct async_pool;
+struct async_worker;
+struct async_parker;
+struct async_stack_class;
+
+struct async_ctx {
+    void *sp;                  /* saved stack pointer (asm switch) */
+    void *uc;                  /* ucontext_t * (portable fallback), else NULL */
+    void *transfer;            /* ucontext fallback: the value handed over */
+};
+
+/* Fiber states (stack fibers; a thread's own fiber stays RUNNING). See
+ * sched.c for the transitions and who makes each. */
+enum {
+    ASYNC_F_FREE = 0,      /* in a cache or the slab's free list */
+    ASYNC_F_RUNNING,       /* a worker runs it */
+    ASYNC_F_PARKING,       /* its task is switching away to wait */
+    ASYNC_F_PARKED,        /* switched away; a wake makes it RUNNABLE */
+    ASYNC_F_WOKEN,         /* woken while PARKING: its lander requeues it */
+    ASYNC_F_RUNNABLE,      /* in a run queue */
+    ASYNC_F_TBLOCK,        /* waits on its worker's parker (no stack to switch to) */
+};
+
+struct async_fiber {
+    void *_Atomic       next;           /* run-queue / cache link; first, as
+                                           in struct future */
+    _Atomic uint32_t    state;          /* ASYNC_F_* */
+    uint32_t            id;             /* wake-target id; immutable */
+    struct async_frame *frame;          /* innermost task running here */
+    struct async_defer *defers;         /* this fiber's defer stack */
+    size_t              ndefers, capdefers;
+    char               *lo;             /* usable stack [lo, lo + size); NULL: */
+    size_t              size;           /*   unknown (a thread not yet asked) */
+    struct async_pool  *pool;           /* whose scheduler runs it; set by the
+                                           worker that takes it from a cache */
+    struct async_parker *tparker;       /* TBLOCK: the parker to wake */
+    struct async_ctx    ctx;
+    struct async_stack_class *cls;      /* NULL for a thread's own fiber */
+    uint64_t           *canary;         /* checked at every switch-out, or NULL */
+    void               *tsan;           /* ThreadSanitizer fiber */
+    void               *asan_fake;      /* AddressSanitizer fake-stack save */
+    unsigned            vg_id;          /* valgrind stack id */
+    bool                is_stack;       /* a stack fiber (not a thread's) */
+};
+
+/* Per-thread state. Read it only through async__tls_get() after anything
+ * that may have switched fibers: a task can resume on another thread, and
+ * the compiler may keep a thread-local's address in a register across a
+ * call (it assumes the thread never changes inside a function). */
+struct async_tls {
+    struct async_fiber  *fiber;   /* the fiber running now (&self when none) */
+    struct async_fiber   self;    /* the thread's own stack as a fiber */
+    struct async_worker *worker;  /* set on pool worker threads */
+    struct async_parker *parker;  /* lazily allocated */
+    struct future       *cache;   /* free records of standard size */
+    unsigned             ncache;
+    uint64_t             rng;     /* xorshift state, lazily seeded */
+    int64_t              spin_ns; /* adaptive spin budget (sched.c); 0: unset */
+};
+
+/* initial-exec: a TLS access is one instruction, not a call to
+ * __tls_get_addr; the block is small enough for the static TLS surplus a
+ * dlopen()ed library may use. */
+#if defined(__GNUC__)
+#  define ASYNC_TLS_MODEL __attribute__((tls_model("initial-exec")))
+#else
+#  define ASYNC_TLS_MODEL
+#endif
+extern _Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
+
+struct async_tls *async__tls_addr(void);   /* tls.c: an opaque call */
+/* The calling thread's state, read anew at every call: the asm is volatile
+ * and clobbers memory, so no compiler keeps its result across a switch. */
+#if defined(__x86_64__) && defined(__GNUC__)
+static inline struct async_tls *async__tls_get(void)
+{
+    struct async_tls *p;
+    __asm__ __volatile__("movq %%fs:0, %0\n\taddq async__tls@gottpoff(%%rip), %0"
+                         : "=r"(p) : : "memory");
+    return p;
+}
+#else
+static inline struct async_tls *async__tls_get(void)
+{
+    return async__tls_addr();
+}
+#endif
+
+/* The fiber the caller runs on (its thread's own when it runs none). */
+static inline struct async_fiber *async__fiber_self(void)
+{
+    struct async_tls *t = async__tls_get();
+    return ASYNC_LIKELY(t->fiber != NULL) ? t->fiber : &t->self;
+}
 
 /* ------------------------------------------------------------- park.c */
 
@@ -105,16 +247,33 @@ bool async__deadline_passed(int64_t deadline);
  * Semantics are those of a permit (Java's LockSupport): unpark makes a permit
  * available; park consumes it or sleeps until one arrives or the deadline.
  */
-struct async_parker;
-
 struct async_parker *async__parker_self_slow(void);   /* NULL: ENOMEM */
-/* async__parker_self(): the calling thread's parker (inline, after async_tls) */
 struct async_parker *async__parker_new(void);    /* for a thread not yet started */
 void async__parker_put(struct async_parker *p);  /* its thread exits */
+uint32_t async__parker_id(const struct async_parker *p);
 /* Sleeps until unparked or the deadline (ASYNC_FOREVER: none). May return
  * spuriously; the caller re-checks its condition. */
 void async__park(struct async_parker *p, int64_t deadline);
 void async__unpark(struct async_parker *p);
+
+static inline struct async_parker *async__parker_self(void)
+{
+    struct async_parker *p = async__tls_get()->parker;
+    return ASYNC_LIKELY(p != NULL) ? p : async__parker_self_slow();
+}
+
+/*
+ * Wake targets: a parker (low bit 0) or a stack fiber (low bit 1), both
+ * type-stable. A record that runs stores its runner's 32-bit id (a record
+ * has room for 32 bits, not 64), and future_cancel turns it back into a
+ * target through this registry. Ids are never reused; 0 is "none".
+ */
+#define ASYNC_TARGET_FIBER ((uintptr_t)1)
+uint32_t  async__target_register(uintptr_t target);   /* 0 when out of memory */
+uintptr_t async__target_lookup(uint32_t id);          /* 0 for 0 */
+/* Every registered target, for a cancelling shutdown that must reach every
+ * blocked call: fn is called for each (spurious wakes are harmless). */
+void async__target_each(void (*fn)(uintptr_t target));
 
 /*
  * The short lock: a futex mutex (spin briefly, then sleep) for sections of a
@@ -137,6 +296,50 @@ static inline void async__unlock(async_lock_t *l)
         async__unlock_slow(l);
 }
 
+/* ------------------------------------------------------------ fiber.c */
+
+/* The switch (ctx/switch_*.S, or ucontext). A new context starts in fn with
+ * the transfer value of the switch that first enters it; fn never returns. */
+typedef void (*async_ctx_fn)(void *transfer);
+void *async__ctx_switch(struct async_ctx *from, struct async_ctx *to, void *transfer);
+
+/* Stack sizes: ASYNC_STACK_DEFAULT for config 0; below ASYNC_STACK_MIN or
+ * above ASYNC_STACK_MAX is EINVAL. */
+#define ASYNC_STACK_DEFAULT ((size_t)256 * 1024)
+#define ASYNC_STACK_MIN     ((size_t)16 * 1024)
+#define ASYNC_STACK_MAX     ((size_t)1 << 30)
+/* A class of stacks of one size (one per distinct size in use). */
+struct async_stack_class *async__stack_class(size_t size);   /* NULL: ENOMEM */
+size_t async__stack_class_size(const struct async_stack_class *c);
+/* A fresh stack fiber whose context starts in fn; NULL: no memory (or no
+ * more address space). Its state is RUNNING. */
+struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn fn);
+/* Make an existing fiber (FREE, from a cache) start afresh in fn. */
+void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn);
+/* Give a fiber back (state FREE); its pages may be returned to the kernel. */
+void async__fiber_release(struct async_fiber *f);
+/* Stacks allocated (in use or cached) across every class. */
+size_t async__stacks_allocated(void);
+/* Switch from the running fiber `from` to `to` (which must not be running),
+ * telling the sanitizers; `leaving` when `from` will never be resumed (it is
+ * released by whoever lands). Returns the transfer of the switch that
+ * resumes `from`. */
+void *async__fiber_switch(struct async_fiber *from, struct async_fiber *to,
+                          void *transfer, bool leaving);
+/* First thing after landing on a fiber (after async__fiber_switch returns,
+ * or at the start of a new fiber's function). */
+void async__fiber_landed(struct async_fiber *self);
+/* Abort, naming the task and the stack size, if the canary of f is gone or
+ * its stack pointer is out of bounds. */
+void async__fiber_check(struct async_fiber *f);
+/* Bytes of stack left below the caller's frame on the running fiber;
+ * SIZE_MAX when unknown. */
+size_t async__stack_room(void);
+/* Inline runs need this much room (else the waiter parks instead). */
+#define ASYNC_INLINE_ROOM ((size_t)64 * 1024)
+
+/* ------------------------------------------------------------- wait.c */
+
 /*
  * The waiter: one per blocked call, on the caller's stack. It is published on
  * one or more objects through wnodes (one per object: a future's waiter list,
@@ -146,10 +349,12 @@ static inline void async__unlock(async_lock_t *l)
  * every object (or found itself fired) nothing else touches it.
  */
 struct async_waiter {
-    struct async_parker *parker;  /* immutable while published */
+    uintptr_t         target;     /* whom to wake: a parker or a fiber
+                                     (ASYNC_TARGET_FIBER); immutable while
+                                     published */
     _Atomic uintptr_t fired;      /* 0 while waiting; set once, by the CAS in
                                      async__waiter_fire (release), read with
-                                     acquire by the waiting thread */
+                                     acquire by the waiting side */
 };
 
 struct async_wnode {
@@ -169,38 +374,51 @@ void async__wq_push(struct async_wqueue *q, struct async_wnode *n);
 void async__wq_remove(struct async_wqueue *q, struct async_wnode *n);
 struct async_wnode *async__wq_pop(struct async_wqueue *q);
 
-/* 0, or ENOMEM when this thread's parker could not be allocated. */
-static inline int async__waiter_init(struct async_waiter *w);
+/* Wake a target: unpark a thread, or make a parked fiber runnable (through
+ * async__ready_hook). Type-stable targets make a late call a spurious wake. */
+void async__wake(uintptr_t target);
+extern void (*async__ready_hook)(struct async_fiber *f);
 
-/* Under the owner's lock: claim the waiter with value (nonzero). Returns true
- * when this call won; the caller must then async__unpark(w->parker) — read the
- * parker before the CAS, since a fired waiter may return at once. */
-static inline bool async__waiter_fire(struct async_waiter *w, uintptr_t value)
+/* Whom a wait on this thread, right now, should name as its target. */
+uintptr_t async__wait_target(void);   /* 0: ENOMEM (no parker) */
+
+static inline int async__waiter_init(struct async_waiter *w)
 {
-    uintptr_t zero = 0;
-    return atomic_compare_exchange_strong_explicit(&w->fired, &zero, value,
-            memory_order_acq_rel, memory_order_relaxed);
+    w->target = async__wait_target();
+    atomic_init(&w->fired, 0);
+    return w->target ? 0 : ENOMEM;
 }
 
-/*
- * The one wait loop. Returns 0 once w is fired, else ETIMEDOUT (the deadline
- * passed; EAGAIN is the caller's answer for deadline 0, which never gets
- * here), or ECANCELED (the calling task's cancellation was requested). On a
- * nonzero return the caller unlinks its wnodes under each object's lock and
- * then checks `fired` once more: a fire that won the race means the operation
- * happened, and its result stands.
- *
- * It spins briefly before parking, tells the pool that a worker blocks
- * (replacements, stats, cancel wake-ups) and never runs other tasks.
- */
-int async__wait(struct async_waiter *w, int64_t deadline);
+/* Before a blocking call waits: EAGAIN for a poll (deadline 0), ETIMEDOUT
+ * for a deadline already passed, ENOMEM when this thread has no parker;
+ * else 0 with w ready to publish. */
+static inline int async__waiter_prepare(struct async_waiter *w, int64_t deadline)
+{
+    if (deadline == 0)
+        return EAGAIN;
+    if (async__deadline_passed(deadline))
+        return ETIMEDOUT;
+    return async__waiter_init(w);
+}
 
-/* A small set of parkers to unpark once a lock is released. */
+/* Under the owner's lock: claim the waiter with value (nonzero). Returns true
+ * when this call won; the caller must then async__wake(w->target) — read the
+ * target before the CAS, since a fired waiter may return at once. */
+static inline bool async__waiter_fire(struct async_waiter *w, uintptr_t value)
+{
+    /* seq_cst: with the wake's seq_cst read of a fiber's state, a Dekker
+     * pair against the fiber's PARKING store and its read of `fired` */
+    uintptr_t zero = 0;
+    return atomic_compare_exchange_strong_explicit(&w->fired, &zero, value,
+            memory_order_seq_cst, memory_order_relaxed);
+}
+
+/* A small set of targets to wake once a lock is released. */
 struct async_wakeset {
-    unsigned             n;
-    struct async_parker *p[15];
+    unsigned  n;
+    uintptr_t t[15];
 };
-void async__wakeset_add(struct async_wakeset *ws, struct async_parker *p);
+void async__wakeset_add(struct async_wakeset *ws, uintptr_t target);
 void async__wakeset_flush(struct async_wakeset *ws);
 
 /* ------------------------------------------------------------- task.c */
@@ -222,16 +440,17 @@ enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
 /*
  * The record behind a future_t: one allocation per submission (argument copy
  * included), recycled through a per-thread cache. 72 bytes on LP64 (the
- * argument and the outcome share a word: one is dead before the other lives;
- * a cancelled task's blocked call is found through its pool's list of
- * blocked callers, not through a pointer kept here).
+ * argument and the outcome share a word: one is dead before the other lives).
  *
  * Reference counting: refs = handles (the submitter's, a promise's own hold,
  * each promise_future handle) + 1 while the record sits in a queue. The last
  * drop frees it.
  */
 struct future {
-    struct future *_Atomic next;  /* injection-queue link (queue-owned) */
+    void *_Atomic    next;        /* injection-queue link (queue-owned), or
+                                     the record cache's; first, as in
+                                     struct async_fiber (sched.c's queues
+                                     link both through it) */
     _Atomic uint32_t state;       /* PENDING -> RUNNING by the claim CAS;
                                      RUNNING -> final by the runner's store
                                      (seq_cst: pairs with the waiter's
@@ -244,6 +463,10 @@ struct future {
     uint8_t          kind;        /* ASYNC_KIND_*; immutable */
     uint8_t          size_class;  /* 1: standard size (cacheable) */
     uint8_t          spare;
+    _Atomic uint32_t runner;      /* wake-target id of whoever runs it (its
+                                     fiber, or its thread's parker): stored
+                                     when the run starts, read by
+                                     future_cancel to wake a blocked call */
     async_fn         fn;          /* immutable after submit */
     union {
         void *arg;                /* until the run starts (read once by the
@@ -274,71 +497,41 @@ struct async_frame {
     sigjmp_buf          jb;          /* where async_panic lands */
 };
 
-struct async_worker;
-
-/* Per-thread state. */
-struct async_tls {
-    struct async_frame  *frame;   /* innermost running task, NULL outside */
-    struct async_worker *worker;  /* set on pool worker threads */
-    struct async_parker *parker;  /* lazily allocated */
-    struct async_defer  *defers;  /* the thread's defer stack */
-    size_t               ndefers, capdefers;
-    struct future       *cache;   /* free records of standard size */
-    unsigned             ncache;
-    uint64_t             rng;     /* xorshift state, lazily seeded */
-    int64_t              spin_ns; /* adaptive spin budget (park.c); 0: unset */
-};
-/* initial-exec: a TLS access is one instruction, not a call to
- * __tls_get_addr; the block is small enough for the static TLS surplus a
- * dlopen()ed library may use. */
-#if defined(__GNUC__)
-#  define ASYNC_TLS_MODEL __attribute__((tls_model("initial-exec")))
-#else
-#  define ASYNC_TLS_MODEL
-#endif
-extern _Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
-
 static inline struct future *async__current_task(void)
 {
-    return async__tls.frame ? async__tls.frame->task : NULL;
+    struct async_frame *fr = async__fiber_self()->frame;
+    return fr ? fr->task : NULL;
 }
 
-static inline struct async_parker *async__parker_self(void)
-{
-    struct async_parker *p = async__tls.parker;
-    return ASYNC_LIKELY(p != NULL) ? p : async__parker_self_slow();
-}
-
-static inline int async__waiter_init(struct async_waiter *w)
-{
-    w->parker = async__parker_self();
-    atomic_init(&w->fired, 0);
-    return w->parker ? 0 : ENOMEM;
-}
-
-/* Before a blocking call waits: EAGAIN for a poll (deadline 0), ETIMEDOUT
- * for a deadline already passed, ENOMEM when this thread has no parker;
- * else 0 with w ready to publish. */
-static inline int async__waiter_prepare(struct async_waiter *w, int64_t deadline)
-{
-    if (deadline == 0)
-        return EAGAIN;
-    if (async__deadline_passed(deadline))
-        return ETIMEDOUT;
-    return async__waiter_init(w);
-}
-
-/* The first member of struct async_pool (pool.c), so that the cancellation
- * check below stays inline. */
+/*
+ * What sits at the start of every struct async_pool (sched_internal.h), so that the
+ * layers below the scheduler (the cancellation check, task counting and the
+ * panic log) read it inline without calling up.
+ */
 #define ASYNC_PH_CANCELLING 3
+enum {
+    ASYNC_C_STARTED, ASYNC_C_SUCCEEDED, ASYNC_C_FAILED, ASYNC_C_CANCELLED,
+    ASYNC_C_SUBMITTED, ASYNC_C_STOLEN, ASYNC_C_PARKED, ASYNC_C_RESUMED,
+    ASYNC_NCOUNTERS
+};
+struct async_pool_head {
+    _Atomic int   phase;                      /* PH_* (sched_internal.h) */
+    char          pad0[ASYNC_CACHELINE - sizeof(int)];
+    _Atomic uint64_t ext_c[ASYNC_NCOUNTERS];  /* counts of non-worker threads */
+    void        (*log)(void *ctx, const char *line);   /* immutable */
+    void         *log_ctx;
+    char          name[16];
+};
+
 static inline bool async__pool_phase_cancelling(const struct async_pool *pool)
 {
-    return atomic_load_explicit((_Atomic int *)(void *)(uintptr_t)pool,
+    const struct async_pool_head *h = (const struct async_pool_head *)(const void *)pool;
+    return atomic_load_explicit(&((struct async_pool_head *)(uintptr_t)h)->phase,
                                 memory_order_acquire) == ASYNC_PH_CANCELLING;
 }
 
-/* Is cancellation requested for the task running on this thread (its own
- * flag, or an ASYNC_CANCEL shutdown of its pool)? */
+/* Is cancellation requested for the task running here (its own flag, or an
+ * ASYNC_CANCEL shutdown of its pool)? */
 static inline bool async__cancel_requested(void)
 {
     struct future *f = async__current_task();
@@ -347,6 +540,9 @@ static inline bool async__cancel_requested(void)
     return atomic_load_explicit(&f->cancel, memory_order_acquire) ||
            (f->pool && async__pool_phase_cancelling(f->pool));
 }
+
+/* Write one line through the pool's log hook (NULL pool or hook: stderr). */
+void async__pool_log(struct async_pool *pool, const char *line);
 
 /* A new record for fn(arg), arg_size bytes copied when > 0, refs = 2 (the
  * handle and the queue). NULL with errno ENOMEM. */
@@ -366,8 +562,20 @@ static inline bool async__task_claim(struct future *f)
     return atomic_compare_exchange_strong_explicit(&f->state, &s, ASYNC_S_RUNNING,
             memory_order_acquire, memory_order_relaxed);
 }
-/* Run a claimed task on this thread: frame, defers, panic, completion. */
+/* Run a claimed task on this fiber: frame, defers, panic, counting,
+ * completion. */
 void async__task_run(struct future *f);
+/* Complete a claimed (RUNNING or COMPLETING) record: store the outcome, then
+ * the final state, then wake the waiters. After it, the caller must not touch
+ * f unless it holds a reference. */
+void async__future_complete(struct future *f, uint32_t final, int err, void *value);
+/* CAS PENDING -> CANCELLED for a task nobody ran; counts and wakes. true when
+ * this call cancelled it. */
+bool async__future_cancel_pending(struct future *f);
+/* Format a failure message (NULL fmt: ""); never NULL: a static
+ * "out of memory" string when allocation fails (sets *oom). */
+char *async__format(const char *fmt, va_list ap, bool *oom);
+bool  async__msg_is_static(const char *msg);
 /* Make sure the thread-exit hook will free this thread's caches and give
  * its parker back. */
 void async__tls_register(void);
@@ -385,44 +593,13 @@ struct async_deque {
 };
 int  async__deque_init(struct async_deque *d);
 void async__deque_fini(struct async_deque *d);
-int  async__deque_push(struct async_deque *d, struct future *f);  /* 0 | ENOMEM */
-struct future *async__deque_pop(struct async_deque *d);           /* owner */
-struct future *async__deque_steal(struct async_deque *d);         /* any thread */
+int  async__deque_push(struct async_deque *d, void *item);  /* 0 | ENOMEM */
+void *async__deque_pop(struct async_deque *d);              /* owner */
+void *async__deque_steal(struct async_deque *d);            /* any thread */
 bool async__deque_empty(struct async_deque *d);
-struct future *async__deque_peek_bottom(struct async_deque *d);   /* owner */
+void *async__deque_peek_bottom(struct async_deque *d);      /* owner */
 
-/* ------------------------------------------------------------- pool.c */
-
-struct async_pool;
-/* Queue a new record on its pool. 0, or ECANCELED (the pool is shutting down
- * and does not accept this submitter). On 0 the queue owns one reference. */
-int  async__pool_submit(struct async_pool *pool, struct future *f);
-/* The submitting pool for NULL: the default pool (NULL + errno on failure). */
-struct async_pool *async__pool_resolve(struct async_pool *pool);
-/* Around a park: tell the pool of the calling thread's task that it blocks. */
-struct async_blocker {
-    struct async_pool    *pool;          /* the blocked task's pool, or NULL */
-    struct future        *task;          /* the blocked task, or NULL */
-    struct async_parker  *parker;
-    struct async_blocker *next, *prev;   /* guarded by pool->lock */
-    bool                  worker;        /* a worker of this pool */
-};
-void async__block_enter(struct async_blocker *b);
-void async__block_exit(struct async_blocker *b);
-/* Wake task's blocked call, if it has one (future_cancel). */
-void async__pool_wake_task(struct async_pool *pool, struct future *task);
-/* While blocked: retry a replacement that failed to start; the instant to
- * try again, or ASYNC_FOREVER. */
-int64_t async__block_retry(struct async_blocker *b);
-/* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
-bool async__pool_cancelling(const struct async_pool *pool);
-/* Accounting for task outcomes. A worker counts in its own record (single
- * writer, relaxed load + store, summed by readers); any other thread with an
- * atomic add on the pool's shared counters. */
-enum {
-    ASYNC_C_STARTED, ASYNC_C_SUCCEEDED, ASYNC_C_FAILED, ASYNC_C_CANCELLED,
-    ASYNC_C_SUBMITTED, ASYNC_C_STOLEN, ASYNC_NCOUNTERS
-};
+/* ------------------------------------------------------------ sched.c */
 
 /* A worker: its thread, its deque, its counters. Defined here so that the
  * hot-path counting stays inline. */
@@ -430,6 +607,20 @@ struct async_worker {
     struct async_deque   dq;
     struct async_pool   *pool;        /* immutable */
     struct async_parker *parker;      /* immutable while the thread lives */
+    struct async_fiber *_Atomic runnext;  /* a fiber to run next (Go's runnext);
+                                         the owner and thieves exchange it */
+    struct async_fiber  *cache;       /* owner: free stack fibers */
+    unsigned             ncache;      /* owner */
+    _Atomic unsigned     turns;       /* owner writes at every loop turn and
+                                         park; a thief that sees it and
+                                         runnext unchanged for a while may
+                                         take runnext */
+    unsigned             streak;      /* owner: run-next picks in a row */
+    unsigned             tick;        /* owner: loop turns, for fairness */
+    struct async_worker *peek_v;      /* thief: the runnext it last saw */
+    struct async_fiber  *peek_f;
+    unsigned             peek_turns;
+    int64_t              peek_at;
     pthread_t            thread;      /* guarded by pool->lock */
     bool                 has_thread;  /* guarded by pool->lock */
     bool                 dead;        /* thread exited; guarded by pool->lock */
@@ -437,6 +628,8 @@ struct async_worker {
     bool                 idle;        /* guarded by pool->idle_lock */
     struct async_worker *idle_next;   /* guarded by pool->idle_lock */
     unsigned             index;       /* immutable */
+    struct async_fiber  *thread_fiber;/* the thread's own fiber (goroutine
+                                         mode: where the thread returns to) */
     _Atomic uint64_t     c[ASYNC_NCOUNTERS]; /* owner writes; readers sum */
 };
 
@@ -446,17 +639,40 @@ static inline void async__worker_count(struct async_worker *w, int c)
         atomic_load_explicit(&w->c[c], memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
-void async__pool_count_ext(struct async_pool *pool, int c);
+/* Count an event of pool: in the calling worker's own counters when it is
+ * one of pool's workers, else with an atomic add on the pool's shared ones. */
 static inline void async__pool_count(struct async_pool *pool, int c)
 {
-    struct async_worker *w = async__tls.worker;
+    struct async_worker *w = async__tls_get()->worker;
     if (!pool)
         return;
     if (w && w->pool == pool)
         async__worker_count(w, c);
     else
-        async__pool_count_ext(pool, c);
+        atomic_fetch_add_explicit(&((struct async_pool_head *)(void *)pool)->ext_c[c], 1,
+                                  memory_order_relaxed);
 }
+
+/* Queue a new record on its pool. 0, or ECANCELED (the pool is shutting down
+ * and does not accept this submitter). On 0 the queue owns one reference. */
+int  async__pool_submit(struct async_pool *pool, struct future *f);
+/* The submitting pool for NULL: the default pool (NULL + errno on failure). */
+struct async_pool *async__pool_resolve(struct async_pool *pool);
+/*
+ * The one wait loop. Returns 0 once w is fired, else ETIMEDOUT (the deadline
+ * passed; EAGAIN is the caller's answer for deadline 0, which never gets
+ * here), or ECANCELED (the calling task's cancellation was requested). On a
+ * nonzero return the caller unlinks its wnodes under each object's lock and
+ * then checks `fired` once more: a fire that won the race means the operation
+ * happened, and its result stands.
+ *
+ * A fiber target parks the fiber (its worker runs other work); a parker
+ * target spins briefly, then parks the thread, telling the pool that a worker
+ * blocks (replacements, stats). It never runs other tasks.
+ */
+int async__wait(struct async_waiter *w, int64_t deadline);
+/* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
+bool async__pool_cancelling(const struct async_pool *pool);
 /* A thread that is not a worker of pool is about to claim one of its tasks;
  * false (and nothing to undo) when the pool is being cancelled. */
 bool async__pool_inline_begin(struct async_pool *pool);
@@ -465,21 +681,6 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
-void async__pool_log(struct async_pool *pool, const char *line);
-
-/* ----------------------------------------------------------- future.c */
-
-/* Complete a claimed (RUNNING or COMPLETING) record: store the outcome, then
- * the final state, then wake the waiters. After it, the caller must not touch
- * f unless it holds a reference. */
-void async__future_complete(struct future *f, uint32_t final, int err, void *value);
-/* CAS PENDING -> CANCELLED for a task nobody ran; counts and wakes. true when
- * this call cancelled it. */
-bool async__future_cancel_pending(struct future *f);
-/* Format a failure message (NULL fmt: ""); never NULL: a static
- * "out of memory" string when allocation fails (sets *oom). */
-char *async__format(const char *fmt, va_list ap, bool *oom);
-bool  async__msg_is_static(const char *msg);
 
 /* ---------------------------------------------------------- promise.c */
 

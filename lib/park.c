@@ -1,17 +1,15 @@
 /*
- * lib/park.c — how every blocking call of the library sleeps and wakes.
+ * lib/park.c — how a thread sleeps and is woken; the short lock; the
+ * registry of wake targets.
  *
- * Owns: the per-thread parker, the short lock, waiter queues, the one wait
- * loop (async__wait) and sleeping (async_sleep*).
+ * Owns: the per-thread parker, the short lock, and the table that maps
+ * 32-bit ids to wake targets (parkers and stack fibers).
  *
- * Design. A blocked caller builds a waiter on its own stack, publishes it on
- * the object it waits for (a future's list, a channel's queue, several for
- * select), then calls async__wait, which spins briefly and parks on the
- * calling thread's parker until the waiter is fired, the deadline passes or
- * the calling task is cancelled. Rejected: a mutex+condvar pair per object
- * (one futex word per sleeping thread is enough, and objects stay small), and
- * parking on a word inside the waiter (the waker could then touch a stack
- * frame that has already returned).
+ * Design. A thread that must block sleeps on its own parker, a futex word
+ * (portable fallback: a mutex+condvar per thread). Rejected: a mutex+condvar
+ * pair per object (one futex word per sleeping thread is enough, and objects
+ * stay small), and parking on a word inside the waiter (the waker could then
+ * touch a stack frame that has already returned).
  *
  * The parker is a permit (Java's LockSupport, Rust's thread parker):
  *   state: EMPTY (0), NOTIFIED (1), PARKED (UINT32_MAX = EMPTY - 1).
@@ -28,16 +26,14 @@
  * The short lock (async_lock_t): Drepper's futex mutex, states 0 unlocked,
  * 1 locked, 2 locked with sleepers; spins ~100 times before sleeping.
  *
- * Spinning: before parking, async__wait spins while fewer threads than CPUs
- * are already spinning here — a hand-off between two running threads then
- * costs no system call, and spinners never outnumber the cores. The budget
- * adapts per thread (as adaptive mutexes do): a wait that ended within
- * SPIN_MAX_NS raises it to twice that wait, since spinning that long would
- * have caught it; a longer wait halves it. Two threads that hand work back
- * and forth thus settle into spinning (no system call per message), while a
- * thread whose waits are long stops burning its core.
+ * The registry. A task record has 32 spare bits, not 64, to say who runs it
+ * (so that future_cancel can wake its blocked call), so wake targets get
+ * ids: a two-level table, DIR_SIZE chunks of CHUNK entries, chunks allocated
+ * on first use and never freed, ids never reused (parkers and stack fibers
+ * are type-stable, so every id stays meaningful). Lookups are lock-free.
  *
- * Locks: free_lock guards the parker free list (leaf lock).
+ * Locks: free_lock guards the parker free list; registry_lock serialises
+ * chunk allocation. Both are leaves.
  */
 #include "internal.h"
 
@@ -58,6 +54,7 @@
 
 struct async_parker {
     _Atomic uint32_t     state;
+    uint32_t             id;          /* wake-target id; immutable */
     struct async_parker *free_next;   /* guarded by free_lock */
 #if !ASYNC_HAVE_FUTEX
     pthread_mutex_t      m;
@@ -68,11 +65,12 @@ struct async_parker {
 static pthread_mutex_t      free_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct async_parker *free_parkers;   /* guarded by free_lock */
 
-#define SPIN_MIN_NS   (2 * ASYNC_MICROSECOND)
-#define SPIN_START_NS (4 * ASYNC_MICROSECOND)
-#define SPIN_MAX_NS   (50 * ASYNC_MICROSECOND)
-static _Atomic unsigned spinners;           /* threads spinning in async__wait */
-static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
+#define CHUNK_BITS 12
+#define CHUNK      (1u << CHUNK_BITS)
+#define DIR_SIZE   4096u
+static _Atomic(_Atomic uintptr_t *) registry[DIR_SIZE];
+static _Atomic uint32_t             registry_next = 1;   /* 0 is "none" */
+static pthread_mutex_t              registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static inline void cpu_relax(void)
 {
@@ -120,6 +118,11 @@ static struct async_parker *parker_alloc(void)
     if (!p)
         return NULL;
     atomic_init(&p->state, P_EMPTY);
+    p->id = async__target_register((uintptr_t)p);
+    if (!p->id) {
+        async__free(p);
+        return NULL;
+    }
 #if !ASYNC_HAVE_FUTEX
     pthread_condattr_t ca;
     ASYNC_CHECK(pthread_condattr_init(&ca));
@@ -153,10 +156,15 @@ struct async_parker *async__parker_self_slow(void)
 {
     struct async_parker *p = parker_alloc();
     if (p) {
-        async__tls.parker = p;
+        async__tls_get()->parker = p;
         async__tls_register();
     }
     return p;
+}
+
+uint32_t async__parker_id(const struct async_parker *p)
+{
+    return p->id;
 }
 
 void async__park(struct async_parker *p, int64_t deadline)
@@ -224,195 +232,48 @@ void async__unlock_slow(async_lock_t *l)
 #endif
 }
 
-/* ---------------------------------------------------- waiter queues */
+/* --------------------------------------------------------- registry */
 
-void async__wq_push(struct async_wqueue *q, struct async_wnode *n)
+uint32_t async__target_register(uintptr_t target)
 {
-    n->next = NULL;
-    n->prev = q->tail;
-    if (q->tail)
-        q->tail->next = n;
-    else
-        q->head = n;
-    q->tail = n;
-    n->linked = true;
-}
-
-void async__wq_remove(struct async_wqueue *q, struct async_wnode *n)
-{
-    if (!n->linked)
-        return;
-    if (n->prev)
-        n->prev->next = n->next;
-    else
-        q->head = n->next;
-    if (n->next)
-        n->next->prev = n->prev;
-    else
-        q->tail = n->prev;
-    n->next = n->prev = NULL;
-    n->linked = false;
-}
-
-struct async_wnode *async__wq_pop(struct async_wqueue *q)
-{
-    struct async_wnode *n = q->head;
-    if (n)
-        async__wq_remove(q, n);
-    return n;
-}
-
-void async__wakeset_add(struct async_wakeset *ws, struct async_parker *p)
-{
-    if (ws->n == sizeof ws->p / sizeof ws->p[0]) {
-        /* Full: wake now. The parker is type-stable, so even under the
-         * caller's lock this is only a system call, never user code. */
-        async__unpark(p);
-        return;
-    }
-    ws->p[ws->n++] = p;
-}
-
-void async__wakeset_flush(struct async_wakeset *ws)
-{
-    for (unsigned i = 0; i < ws->n; i++)
-        async__unpark(ws->p[i]);
-    ws->n = 0;
-}
-
-/* ------------------------------------------------------------- wait */
-
-static unsigned ncpu(void)
-{
-    unsigned n = atomic_load_explicit(&ncpu_cached, memory_order_relaxed);
-    if (n == 0) {
-        long v = sysconf(_SC_NPROCESSORS_ONLN);
-        n = v > 0 ? (unsigned)v : 1;
-        atomic_store_explicit(&ncpu_cached, n, memory_order_relaxed);
-    }
-    return n;
-}
-
-/* Spin until fired or the budget passed; true when fired. */
-static bool spin(struct async_waiter *w, int64_t until)
-{
-    unsigned n = ncpu();
-    if (n < 2)
-        return false;
-    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n) {
-        atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-        return false;
-    }
-    bool fired = false;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
-            fired = true;
-            break;
+    uint32_t id = atomic_fetch_add_explicit(&registry_next, 1, memory_order_relaxed);
+    if (id >= DIR_SIZE * CHUNK)
+        return 0;   /* 16 M targets: parkers and stacks are never freed, so
+                       this many were alive at once; no id, no cancel wake */
+    _Atomic uintptr_t *chunk = atomic_load_explicit(&registry[id >> CHUNK_BITS],
+                                                    memory_order_acquire);
+    if (!chunk) {
+        ASYNC_CHECK(pthread_mutex_lock(&registry_lock));
+        chunk = atomic_load_explicit(&registry[id >> CHUNK_BITS], memory_order_relaxed);
+        if (!chunk) {
+            chunk = async__calloc(CHUNK, sizeof *chunk);
+            if (chunk)
+                atomic_store_explicit(&registry[id >> CHUNK_BITS], chunk,
+                                      memory_order_release);
         }
-        cpu_relax();
-        if ((i & 63) == 0 && async_now() >= until)
-            break;
-    }
-    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-    return fired;
-}
-
-/* A wait that began at start has been fired: adapt the spin budget. */
-static void adapt_spin(int64_t start)
-{
-    int64_t d = async_now() - start, b = async__tls.spin_ns;
-    if (d <= SPIN_MAX_NS)
-        b = b > 2 * d ? b : (2 * d < SPIN_MAX_NS ? 2 * d : SPIN_MAX_NS);
-    else
-        b = b / 2 > SPIN_MIN_NS ? b / 2 : SPIN_MIN_NS;
-    async__tls.spin_ns = b;
-}
-
-static int wait_loop(struct async_waiter *w, int64_t deadline, bool may_spin)
-{
-    int64_t start = 0;
-    if (may_spin && !async__cancel_requested()) {
-        start = async_now();
-        int64_t budget = async__tls.spin_ns ? async__tls.spin_ns : SPIN_START_NS;
-        int64_t until = start + budget;
-        if (deadline != ASYNC_FOREVER && deadline < until)
-            until = deadline;
-        if (spin(w, until)) {
-            adapt_spin(start);
+        ASYNC_CHECK(pthread_mutex_unlock(&registry_lock));
+        if (!chunk)
             return 0;
-        }
     }
-    struct async_blocker b = { 0 };
-    bool blocked = false;
-    int rc;
-    for (;;) {
-        if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
-            rc = 0;
-            break;
-        }
-        if (async__cancel_requested()) {
-            rc = ECANCELED;
-            break;
-        }
-        if (async__deadline_passed(deadline)) {
-            rc = ETIMEDOUT;
-            break;
-        }
-        if (!blocked) {
-            /* Register before the first park, then check again: a cancel or
-             * shutdown that comes after this sees us in the pool's list. */
-            b.parker = w->parker;
-            async__block_enter(&b);
-            blocked = true;
-            continue;
-        }
-        int64_t until = deadline, retry = async__block_retry(&b);
-        if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
-            until = retry;
-        async__park(w->parker, until);
-    }
-    if (blocked)
-        async__block_exit(&b);
-    if (start && rc == 0)
-        adapt_spin(start);
-    return rc;
+    atomic_store_explicit(&chunk[id & (CHUNK - 1)], target, memory_order_release);
+    return id;
 }
 
-int async__wait(struct async_waiter *w, int64_t deadline)
+uintptr_t async__target_lookup(uint32_t id)
 {
-    return wait_loop(w, deadline, true);
-}
-
-int async_sleep_until(int64_t deadline)
-{
-    if (async__deadline_valid(deadline))
-        return EINVAL;
-    if (deadline == ASYNC_FOREVER && !async__current_task())
-        return EINVAL;
-    if (async__cancel_requested())
-        return ECANCELED;
-    if (async__deadline_passed(deadline))
+    if (id == 0 || id >= DIR_SIZE * CHUNK)
         return 0;
-    struct async_waiter w;
-    w.parker = async__parker_self();
-    atomic_init(&w.fired, 0);
-    if (!w.parker) {
-        /* No memory for a parker: sleep without one (signals may cut a
-         * nanosleep short; loop to the deadline). */
-        while (!async__deadline_passed(deadline)) {
-            struct timespec ts = async__timespec(deadline);
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-        }
-        return 0;
-    }
-    /* Nobody fires this waiter: it ends by deadline or cancellation. */
-    int rc = wait_loop(&w, deadline, false);
-    return rc == ETIMEDOUT ? 0 : rc;
+    _Atomic uintptr_t *chunk = atomic_load_explicit(&registry[id >> CHUNK_BITS],
+                                                    memory_order_acquire);
+    return chunk ? atomic_load_explicit(&chunk[id & (CHUNK - 1)], memory_order_acquire) : 0;
 }
 
-void async_sleep(int64_t ns)
+void async__target_each(void (*fn)(uintptr_t target))
 {
-    if (ns <= 0)
-        return;
-    (void)async_sleep_until(async_now() + ns);
+    uint32_t n = atomic_load_explicit(&registry_next, memory_order_acquire);
+    for (uint32_t id = 1; id < n && id < DIR_SIZE * CHUNK; id++) {
+        uintptr_t t = async__target_lookup(id);
+        if (t)
+            fn(t);
+    }
 }

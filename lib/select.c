@@ -212,7 +212,7 @@ static struct async_wqueue *case_queue(const chan_case_t *cs)
 /* Pass 1, every lock held: perform the first ready case in poll order.
  * EAGAIN when none is ready; locks are still held either way. */
 static int pass_poll(chan_case_t *cases, const struct select_scratch *s, size_t *which,
-                     struct async_parker **wake)
+                     uintptr_t *wake)
 {
     for (size_t k = 0; k < s->live; k++) {
         size_t i = s->poll[k];
@@ -305,14 +305,14 @@ int chan_select(chan_case_t *cases, size_t n, int64_t deadline, size_t *fired)
         return rc;
     select_orders(cases, n, &s);
 
-    struct async_parker *wake = NULL;
+    uintptr_t wake = 0;
     size_t which = 0;
     lock_all(cases, &s);
     rc = pass_poll(cases, &s, &which, &wake);
     if (rc != EAGAIN) {
         unlock_all(cases, &s);
         if (wake)
-            async__unpark(wake);
+            async__wake(wake);
     } else {
         which = SIZE_MAX;
         rc = select_block(cases, &s, deadline, &which);

@@ -2,25 +2,39 @@
  * lib/task.c — the task record's life, and what a task can do while it runs.
  *
  * Owns: record allocation and the per-thread record cache; the run of one
- * task on the current thread (its frame, deferred functions, panic,
- * completion); the thread's "current task"; async_cancelled, async_defer,
- * async_panic; the thread-exit hook.
+ * task on the current fiber (its frame, deferred functions, panic, counting,
+ * completion: the final state store and waking the waiters); the "current
+ * task"; async_cancelled, async_defer, async_panic; the thread-exit hook.
  *
  * Design. A task run is a frame on the runner's stack (struct async_frame),
- * linked to the frame it is nested in: a thread that waits for a task may run
- * another one inline, so frames nest. async_panic longjmps to the innermost
- * frame; its deferred functions then run, each popped before it is called, so
- * a deferred function that panics lands in the same frame and the rest still
- * run. Deferred functions live on a per-thread stack: a run's entries sit
- * above its defer_base, nested runs push above their parent's, so the LIFO of
- * runs and of defers coincide and no per-task allocation is needed.
+ * linked to the frame it is nested in: a waiter may run another task inline,
+ * so frames nest. async_panic longjmps to the innermost frame; its deferred
+ * functions then run, each popped before it is called, so a deferred
+ * function that panics lands in the same frame and the rest still run.
+ * Frames and deferred functions belong to the fiber the run is on (a
+ * thread's own stack or a task stack, internal.h), not to the thread: once
+ * tasks park and interleave on a worker, only a stack's runs nest like the
+ * stack. A run's defers sit above its defer_base on its fiber's defer
+ * stack, nested runs push above their parent's, so the LIFO of runs and of
+ * defers coincide and no per-task allocation is needed. A run never changes
+ * fiber (its frames are on that stack), so the fiber pointer it took at the
+ * start stays right even when the run resumes on another thread.
  * Rejected: a defer list in the record (a malloc per defer, and 8 more bytes
  * per record), and unwinding with a jmp_buf per worker (a panic inside an
  * inline run would unwind the caller's task too).
  *
+ * Completion is one seq_cst store of the final state (a CAS for promises and
+ * for cancelling a task nobody ran), after the outcome fields were written.
+ * A waiter publishes its wnode on f->waiters under f->lock with a seq_cst
+ * store and then reads the state (seq_cst); the completer stores the state
+ * and then reads f->waiters (seq_cst). One of the two sees the other (a
+ * Dekker pair), so a completion with nobody waiting costs no lock at all,
+ * and no waiter is ever missed. Woken waiters are fired under f->lock and
+ * woken after it is released (targets are type-stable, see wait.c).
+ *
  * Invariants:
- *   tls.frame == NULL  <=>  no task runs on this thread.
- *   frame->defer_base <= tls.ndefers while frame is the innermost frame.
+ *   fiber->frame == NULL  <=>  no task runs on that fiber.
+ *   frame->defer_base <= fiber->ndefers while frame is its innermost frame.
  *   A record in a thread's cache has refs == 0 and is touched by no one else.
  *   refs == number of handles + (1 while the record is in a queue).
  *
@@ -34,8 +48,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-_Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
 
 struct async_defer {
     void (*fn)(void *);
@@ -63,16 +75,16 @@ static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
 static void tls_release(void *unused)
 {
     (void)unused;
-    struct async_tls *t = &async__tls;
+    struct async_tls *t = async__tls_get();
     while (t->cache) {
         struct future *f = t->cache;
         t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
         async__free(f);
     }
     t->ncache = 0;
-    async__free(t->defers);
-    t->defers = NULL;
-    t->ndefers = t->capdefers = 0;
+    async__free(t->self.defers);
+    t->self.defers = NULL;
+    t->self.ndefers = t->self.capdefers = 0;
     async__parker_put(t->parker);
     t->parker = NULL;
 }
@@ -86,21 +98,22 @@ void async__tls_register(void)
 {
     ASYNC_CHECK(pthread_once(&tls_once, tls_key_create));
     if (!pthread_getspecific(tls_key))
-        ASYNC_CHECK(pthread_setspecific(tls_key, &async__tls));
+        ASYNC_CHECK(pthread_setspecific(tls_key, async__tls_get()));
 }
 
 uint64_t async__rand(void)
 {
-    uint64_t x = async__tls.rng;
+    struct async_tls *t = async__tls_get();
+    uint64_t x = t->rng;
     if (ASYNC_UNLIKELY(x == 0)) {
-        x = (uint64_t)(uintptr_t)&async__tls ^ (uint64_t)async_now() ^ 0x9e3779b97f4a7c15ull;
+        x = (uint64_t)(uintptr_t)t ^ (uint64_t)async_now() ^ 0x9e3779b97f4a7c15ull;
         if (x == 0)
             x = 1;
     }
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    async__tls.rng = x;
+    t->rng = x;
     return x * 0x2545f4914f6cdd1dull;
 }
 
@@ -149,7 +162,7 @@ static void depot_give(struct async_tls *t)
 
 static struct future *record_alloc(size_t arg_size)
 {
-    struct async_tls *t = &async__tls;
+    struct async_tls *t = async__tls_get();
     if (arg_size == 0 && !t->cache && !async__alloc_hooked())
         depot_take(t);
     if (arg_size == 0 && t->cache && !async__alloc_hooked()) {
@@ -171,7 +184,7 @@ static struct future *record_alloc(size_t arg_size)
 
 static void record_free(struct future *f)
 {
-    struct async_tls *t = &async__tls;
+    struct async_tls *t = async__tls_get();
     if (f->size_class && !async__alloc_hooked()) {
         if (t->ncache == CACHE_MAX)
             depot_give(t);
@@ -195,6 +208,7 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     atomic_init(&f->cancel, 0);
     f->kind = kind;
     f->spare = 0;
+    atomic_init(&f->runner, 0);
     f->fn = NULL;
     f->io.arg = NULL;
     f->pool = pool;
@@ -244,6 +258,15 @@ void async__record_release(struct future *f)
 
 /* --------------------------------------------------------------- run */
 
+void async__pool_log(struct async_pool *pool, const char *line)
+{
+    struct async_pool_head *h = (struct async_pool_head *)(void *)pool;
+    if (h && h->log)
+        h->log(h->log_ctx, line);
+    else
+        fprintf(stderr, "libasync: %s\n", line);
+}
+
 static void log_panic(struct future *f, int err, const char *msg)
 {
     char name[160];
@@ -258,48 +281,135 @@ static void log_panic(struct future *f, int err, const char *msg)
 }
 
 /* Pop and call this run's deferred functions, last in first out. */
-static void run_defers(struct async_frame *fr)
+static void run_defers(struct async_fiber *me, struct async_frame *fr)
 {
-    struct async_tls *t = &async__tls;
-    while (t->ndefers > fr->defer_base) {
-        struct async_defer d = t->defers[--t->ndefers];
+    while (me->ndefers > fr->defer_base) {
+        struct async_defer d = me->defers[--me->ndefers];
         d.fn(d.arg);
     }
 }
 
 void async__task_run(struct future *f)
 {
+    struct async_fiber *me = async__fiber_self();
     struct async_frame fr;
     fr.task = f;
-    fr.prev = async__tls.frame;
-    fr.defer_base = async__tls.ndefers;
+    fr.prev = me->frame;
+    fr.defer_base = me->ndefers;
     fr.result = NULL;
     fr.pmsg = NULL;
     fr.perr = 0;
     fr.panicked = false;
-    async__tls.frame = &fr;
+    me->frame = &fr;
+    /* Who runs it, for future_cancel's wake (the Dekker partner of that
+     * store is the seq_cst step every wait makes before it parks). */
+    struct async_parker *p = me->is_stack ? NULL : async__parker_self();
+    atomic_store_explicit(&f->runner, me->is_stack ? me->id : p ? async__parker_id(p) : 0,
+                          memory_order_release);
     async__pool_count(f->pool, ASYNC_C_STARTED);
 
     /* async_panic lands here (sigsetjmp returns nonzero). Everything the
-     * landing reads is reached through async__tls.frame, not through locals
-     * that changed after sigsetjmp. */
+     * landing reads is reached through the fiber's frame, not through
+     * locals that changed after sigsetjmp (and the fiber is the same one:
+     * a run never leaves its stack, whatever thread it resumes on). */
     if (sigsetjmp(fr.jb, 0) == 0) {
         void *arg = f->io.arg;
-        async__tls.frame->result = f->fn(arg);
+        void *result = f->fn(arg);
+        async__fiber_self()->frame->result = result;
     }
-    run_defers(async__tls.frame);
+    struct async_fiber *self = async__fiber_self();
+    struct async_frame *cur = self->frame;
+    run_defers(self, cur);
 
-    struct async_frame *cur = async__tls.frame;
-    async__tls.frame = cur->prev;
-    struct async_pool *pool = f->pool;
+    self->frame = cur->prev;
+    struct future *t = cur->task;
+    struct async_pool *pool = t->pool;
     if (cur->panicked) {
-        log_panic(f, cur->perr, cur->pmsg);
+        log_panic(t, cur->perr, cur->pmsg);
         async__pool_count(pool, ASYNC_C_FAILED);
-        async__future_complete(f, ASYNC_S_FAILED, cur->perr, cur->pmsg);
+        async__future_complete(t, ASYNC_S_FAILED, cur->perr, cur->pmsg);
     } else {
         async__pool_count(pool, ASYNC_C_SUCCEEDED);
-        async__future_complete(f, ASYNC_S_SUCCEEDED, 0, cur->result);
+        async__future_complete(t, ASYNC_S_SUCCEEDED, 0, cur->result);
     }
+}
+
+/* -------------------------------------------------------- completion */
+
+static char static_empty[] = "";
+static char static_oom[] = "out of memory";
+
+bool async__msg_is_static(const char *msg)
+{
+    return msg == static_empty || msg == static_oom || msg == async__broken_promise;
+}
+
+char *async__format(const char *fmt, va_list ap, bool *oom)
+{
+    *oom = false;
+    if (!fmt || !*fmt)
+        return static_empty;
+    va_list cp;
+    va_copy(cp, ap);
+    int n = vsnprintf(NULL, 0, fmt, cp);
+    va_end(cp);
+    char *s = n >= 0 ? async__malloc((size_t)n + 1) : NULL;
+    if (!s) {
+        *oom = true;
+        return static_oom;
+    }
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    return s;
+}
+
+static void wake_all(struct future *f)
+{
+    struct async_wakeset ws = { 0 };
+    async__lock(&f->lock);
+    struct async_wnode *n = atomic_load_explicit(&f->waiters, memory_order_relaxed);
+    atomic_store_explicit(&f->waiters, NULL, memory_order_relaxed);
+    while (n) {
+        struct async_wnode *next = n->next;
+        uintptr_t t = n->w->target;
+        n->linked = false;
+        if (async__waiter_fire(n->w, n->index + 1))
+            async__wakeset_add(&ws, t);
+        n = next;   /* n may be gone once fired: read next first */
+    }
+    async__unlock(&f->lock);
+    async__wakeset_flush(&ws);
+}
+
+static void after_final_store(struct future *f)
+{
+    if (atomic_load_explicit(&f->waiters, memory_order_seq_cst) != NULL)
+        wake_all(f);
+}
+
+void async__future_complete(struct future *f, uint32_t final, int err, void *value)
+{
+    if (final == ASYNC_S_SUCCEEDED) {
+        f->io.result = value;
+    } else if (final == ASYNC_S_FAILED) {
+        f->err = err;
+        f->io.msg = value;
+    } else {
+        f->err = ECANCELED;
+    }
+    atomic_store_explicit(&f->state, final, memory_order_seq_cst);
+    after_final_store(f);
+}
+
+bool async__future_cancel_pending(struct future *f)
+{
+    uint32_t s = ASYNC_S_PENDING;
+    if (!atomic_compare_exchange_strong_explicit(&f->state, &s, ASYNC_S_CANCELLED,
+            memory_order_seq_cst, memory_order_relaxed))
+        return false;
+    f->err = ECANCELED;
+    async__pool_count(f->pool, ASYNC_C_CANCELLED);
+    after_final_store(f);
+    return true;
 }
 
 /* ------------------------------------------------------- public API */
@@ -311,7 +421,7 @@ bool async_cancelled(void)
 
 int async_defer(void (*fn)(void *), void *arg)
 {
-    struct async_tls *t = &async__tls;
+    struct async_fiber *t = async__fiber_self();
     if (!fn || !t->frame)
         return EINVAL;
     if (t->ndefers == t->capdefers) {
@@ -322,8 +432,8 @@ int async_defer(void (*fn)(void *), void *arg)
         if (t->ndefers)
             memcpy(d, t->defers, t->ndefers * sizeof *d);
         async__free(t->defers);
-        if (!t->defers)
-            async__tls_register();
+        if (!t->defers && !t->is_stack)
+            async__tls_register();   /* the thread-exit hook frees it */
         t->defers = d;
         t->capdefers = cap;
     }
@@ -335,7 +445,7 @@ int async_defer(void (*fn)(void *), void *arg)
 
 _Noreturn void async_panic(int err, const char *fmt, ...)
 {
-    struct async_frame *fr = async__tls.frame;
+    struct async_frame *fr = async__fiber_self()->frame;
     va_list ap;
     va_start(ap, fmt);
     if (!fr) {

@@ -76,6 +76,16 @@ static async_pool_t *make_pool(struct tally *t, unsigned threads, unsigned max,
     return pool;
 }
 
+/* Thread mode, for what only it does (replacements, saturation). */
+static async_pool_t *make_thread_pool(struct tally *t, unsigned threads, unsigned max,
+                                      struct tu_log *log)
+{
+    async_pool_t *pool = tu_pool_thread(threads, max, log);
+    CHECK(t, pool != NULL, "async_pool_create(%u, %u, thread mode) failed: %s", threads, max,
+          strerror(errno));
+    return pool;
+}
+
 static void destroy_pool(struct tally *t, async_pool_t *pool, async_shutdown_t how)
 {
     int rc = async_pool_destroy(pool, how);
@@ -1165,7 +1175,7 @@ static void *link_task(void *arg)
  * a replacement for the next one to run. */
 static void replacement_round(struct tally *t, unsigned chain, unsigned round, unsigned *peak)
 {
-    async_pool_t *pool = make_pool(t, 1, 0, NULL);
+    async_pool_t *pool = make_thread_pool(t, 1, 0, NULL);
     promise_t **ps = calloc(chain, sizeof *ps);
     future_t **pfs = calloc(chain, sizeof *pfs), **fs = calloc(chain, sizeof *fs);
     struct link *links = calloc(chain, sizeof *links);
@@ -1234,7 +1244,7 @@ static void saturation_round(struct tally *t, unsigned round)
 {
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = make_pool(t, 1, 1, &log);
+    async_pool_t *pool = make_thread_pool(t, 1, 1, &log);
     promise_t *p = promise_make();
     struct sat_wait w = { .on = promise_future(p), .rc = -1 };
     future_t *a = NULL, *b = NULL;

@@ -21,6 +21,15 @@ static async_pool_t *pool_of(unsigned threads, unsigned max_threads, struct tu_l
     return pool;
 }
 
+/* Replacements and saturation are what thread mode does when its workers
+ * block; goroutine mode parks the task and keeps the worker. */
+static async_pool_t *thread_pool_of(unsigned threads, unsigned max_threads, struct tu_log *log)
+{
+    async_pool_t *pool = tu_pool_thread(threads, max_threads, log);
+    cr_assert_not_null(pool, "async_pool_create: %s", strerror(errno));
+    return pool;
+}
+
 static void destroy(async_pool_t *pool)
 {
     cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
@@ -261,7 +270,7 @@ Test(pool, destroy_cancel_cancels_the_queue_and_ends_blocked_tasks)
     enum { N = 100 };
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = pool_of(1, 1, &log);     /* no replacement may run the queue */
+    async_pool_t *pool = thread_pool_of(1, 1, &log);  /* no replacement may run the queue */
     promise_t *never = promise_make();
     struct stuck s = { .on = promise_future(never), .rc = -1 };
     future_t *blocked = async_run_on(pool, stuck_task, &s);
@@ -545,7 +554,7 @@ static void *complete_promise(void *arg)
 
 Test(pool, a_blocked_worker_is_replaced_so_later_work_runs)
 {
-    async_pool_t *pool = pool_of(1, 0, NULL);
+    async_pool_t *pool = thread_pool_of(1, 0, NULL);
     promise_t *p = promise_make();
     struct pair_wait pw = { .on = promise_future(p), .p = p, .a_rc = -1, .b_rc = -1 };
     future_t *a = async_run_on(pool, wait_on_promise, &pw);
@@ -574,7 +583,7 @@ Test(pool, a_blocked_worker_is_replaced_so_later_work_runs)
 
 Test(pool, an_idle_replacement_worker_exits)
 {
-    async_pool_t *pool = pool_of(1, 0, NULL);
+    async_pool_t *pool = thread_pool_of(1, 0, NULL);
     promise_t *p = promise_make();
     struct pair_wait pw = { .on = promise_future(p), .p = p, .a_rc = -1, .b_rc = -1 };
     tu_gate_open(&pw.b_go);
@@ -598,7 +607,7 @@ Test(pool, at_max_threads_the_pool_logs_saturation)
 {
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = pool_of(1, 1, &log);
+    async_pool_t *pool = thread_pool_of(1, 1, &log);
     promise_t *p = promise_make();
     struct pair_wait pw = { .on = promise_future(p), .p = p, .a_rc = -1, .b_rc = -1 };
     tu_gate_open(&pw.b_go);

@@ -140,6 +140,24 @@ async_pool_t *tu_pool(unsigned threads, unsigned max_threads, struct tu_log *log
     return async_pool_create(&cfg);
 }
 
+async_pool_t *tu_pool_thread(unsigned threads, unsigned max_threads, struct tu_log *log)
+{
+    async_pool_config_t cfg = {
+        .threads = threads,
+        .max_threads = max_threads,
+        .name = "test",
+        .log = log ? tu_log_hook : NULL,
+        .log_ctx = log,
+        .stack_size = ASYNC_STACK_THREAD,
+    };
+    return async_pool_create(&cfg);
+}
+
+unsigned tu_blocked(const async_pool_stats_t *s)
+{
+    return s->blocked + (unsigned)s->parked;
+}
+
 unsigned tu_cpus(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -60,6 +60,12 @@ bool     tu_log_find_prefix(struct tu_log *log, const char *prefix, char *buf, s
 /* A pool of `threads` workers (max_threads: 0 for the default cap), logging
  * into log when it is not NULL. */
 async_pool_t *tu_pool(unsigned threads, unsigned max_threads, struct tu_log *log);
+/* The same pool in thread mode (a blocked task holds its worker), for the
+ * tests of what only thread mode does: replacements, saturation. */
+async_pool_t *tu_pool_thread(unsigned threads, unsigned max_threads, struct tu_log *log);
+/* Tasks blocked in library calls, whatever the mode: workers blocked
+ * (thread mode) plus tasks parked on their stacks (goroutine mode). */
+unsigned tu_blocked(const async_pool_stats_t *s);
 unsigned      tu_cpus(void);
 
 /* Spin until the pool's counters say it is quiet: every submitted task is

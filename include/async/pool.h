@@ -3,15 +3,39 @@
  *
  * A pool runs tasks (see async/future.h) on worker threads. Each worker owns a
  * work-stealing deque for the tasks it submits; submissions from other threads
- * enter a shared injection queue; idle workers steal, then park. A worker that
- * blocks inside a library call (future_get with nothing to help with, a
- * channel operation, async_sleep) is counted as blocked, and when every worker
+ * enter a shared injection queue; idle workers steal, then park.
+ *
+ * Goroutine mode (the default): tasks run M:N, as Go's goroutines do. A task
+ * that blocks in the library (a channel operation, chan_select, future_get or
+ * future_wait_* on a running task, async_sleep) parks on a stack of its own,
+ * and its worker runs other tasks; waking it makes it runnable, and any
+ * worker of the pool may resume it — so it may resume on another thread.
+ * Tasks that never block run on their worker's current stack and cost no
+ * switch. Stacks (stack_size, 256 KiB by default) are reserved in large
+ * slabs and committed only as they are touched: 100,000 parked tasks cost a
+ * few kilobytes each. An overflow hits a guard page or a canary checked at
+ * every switch, and aborts with a message; it never corrupts silently.
+ * Timers of parked tasks live in a heap on the pool, not in threads.
+ *
+ *   Migration hazard: a blocking call may return on another thread. The
+ *   library's own state follows the task, but code that keeps thread-local
+ *   state across a blocking call does not: thread-local variables, pthread
+ *   keys, thread affinity, locks that must be unlocked by the thread that
+ *   took them (a pthread mutex held across a blocking call is a bug in any
+ *   mode). errno is thread-local too, and since glibc declares
+ *   __errno_location() `const`, a compiler may reuse errno's address across a
+ *   call that migrated: read errno before a blocking call, not after one.
+ *   Such code runs on a thread-mode pool.
+ *
+ * Thread mode (stack_size ASYNC_STACK_THREAD): a task that blocks holds its
+ * worker thread. Such a worker is counted as blocked, and when every worker
  * is blocked while work is queued the pool starts a replacement, up to
  * max_threads. At that cap it writes one line through its log hook:
  * "saturated: N workers blocked, M tasks queued". Replacement workers that stay
  * idle for a few seconds exit. Apart from replacements a pool never runs more
  * than `threads` tasks at once; threads that run a task inline while waiting
- * for it (see future_get) are not counted.
+ * for it (see future_get) are not counted. Threads that are not workers
+ * (main) always block as in thread mode.
  *
  * The default pool is created on first use (async_run, async_default_pool),
  * sized by $ASYNC_THREADS or else the number of online CPUs. A bad
@@ -33,12 +57,19 @@ extern "C" {
 
 typedef struct async_pool async_pool_t;
 
+/* stack_size for thread mode: a task that blocks holds its thread. */
+#define ASYNC_STACK_THREAD ((size_t)-1)
+
 typedef struct async_pool_config {
     unsigned    threads;      /* 0: $ASYNC_THREADS, else the number of online CPUs */
     unsigned    max_threads;  /* cap with replacements for blocked workers; 0: 10,000 as Go's */
     const char *name;         /* thread-name prefix seen in debuggers; NULL: "async" */
     void      (*log)(void *ctx, const char *line);   /* panic lines; NULL: stderr */
     void       *log_ctx;
+    size_t      stack_size;   /* goroutine mode's task stacks: 0 the default
+                                 ($ASYNC_STACK_SIZE, else 256 KiB), or a size
+                                 in bytes (16 KiB .. 1 GiB, rounded up to
+                                 pages); ASYNC_STACK_THREAD: thread mode */
 } async_pool_config_t;
 
 typedef enum async_shutdown {
@@ -53,6 +84,8 @@ typedef struct async_pool_stats {
     unsigned idle;           /* workers parked with nothing to do */
     size_t   queued;         /* tasks submitted and not yet started */
     uint64_t submitted, succeeded, failed, cancelled, stolen;
+    size_t   parked;         /* tasks parked on their own stack (goroutine mode) */
+    size_t   stacks;         /* task stacks the pool holds: running, parked or cached */
 } async_pool_stats_t;
 
 /*
@@ -65,7 +98,8 @@ typedef struct async_pool_stats {
  *   Thread-safety: any thread.
  *   Ownership:     the caller owns the pool and ends it with async_pool_destroy.
  *   Returns:       the pool, or NULL with errno: EINVAL (max_threads below
- *                  the resolved thread count, or above 10,000 threads),
+ *                  the resolved thread count, or above 10,000 threads; a
+ *                  stack_size below 16 KiB or above 1 GiB),
  *                  ENOMEM, EAGAIN (not a single worker thread could be started;
  *                  when some but not all start, the pool runs with those).
  */

@@ -46,6 +46,17 @@ ASYNC_API bool async_cancelled(void);
 ASYNC_API int async_defer(void (*fn)(void *), void *arg);
 
 /*
+ * async_yield — let the other runnable tasks of this pool run (Go's
+ *                  runtime.Gosched): in a goroutine-mode task, the task goes
+ *                  to the back of its pool's queue of runnable tasks and
+ *                  resumes later, maybe on another thread; elsewhere (thread
+ *                  mode, or outside a task) it is sched_yield().
+ *   Blocks:        no longer than the tasks that run meanwhile.
+ *   Thread-safety: any thread.
+ */
+ASYNC_API void async_yield(void);
+
+/*
  * async_panic — fail the running task with code err (err <= 0 becomes EIO)
  *                  and the printf-style message (fmt NULL: "").
  *   Never returns. Outside a task it prints the message on stderr and aborts,

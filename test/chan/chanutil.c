@@ -61,7 +61,7 @@ bool ct_wait_blocked(async_pool_t *pool, unsigned k)
     int64_t until = tu_deadline();
     async_pool_stats_t st;
     for (;;) {
-        if (async_pool_stats(pool, &st) == 0 && st.blocked >= k)
+        if (async_pool_stats(pool, &st) == 0 && tu_blocked(&st) >= k)
             return true;
         if (!tu_spin_once(until))
             return false;

@@ -222,7 +222,7 @@ static void replacement_failure(async_shutdown_t how)
 {
     struct log log = { .mu = PTHREAD_MUTEX_INITIALIZER };
     async_pool_config_t cfg = { .threads = 1, .max_threads = 4, .log = log_hook,
-                                .log_ctx = &log };
+                                .log_ctx = &log, .stack_size = ASYNC_STACK_THREAD };
     async_pool_t *pool = async_pool_create(&cfg);
     if (!check(pool != NULL, "pool for replacements"))
         return;

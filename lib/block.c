@@ -1,0 +1,268 @@
+/*
+ * lib/block.c — the one wait loop every blocking call goes through, and
+ * sleeping and yielding.
+ *
+ * Owns: async__wait, async_sleep, async_sleep_until, async_yield, and the
+ * spin policy of threads that wait.
+ *
+ * A waiter (wait.c) names its target, which decides how it waits:
+ *
+ * A fiber (a task on a goroutine-mode worker) parks: it marks itself
+ * PARKING, re-checks (fired, cancelled, deadline passed), and switches away
+ * (sched.c); the worker runs other work, and a wake makes the fiber runnable
+ * again. Its deadline, if any, is a timer in its pool's heap (timer.c), not
+ * a thread. The PARKING store and the read of `fired` that follows are both
+ * seq_cst, against the firer's seq_cst CAS on `fired` and read of the state
+ * (wait.c): either the firer sees PARKING/PARKED and wakes the fiber, or the
+ * fiber sees `fired` and does not park. Cancellation is the same pair with
+ * the cancel flag (future.c) or the pool's phase (pool.c). A fiber that
+ * finds no stack to switch to (out of memory) blocks its thread instead
+ * (state TBLOCK), as in thread mode.
+ *
+ * A parker (any other thread) spins briefly, then parks the thread. It
+ * spins while fewer threads than CPUs are already spinning here — a
+ * hand-off between two running threads then costs no system call, and
+ * spinners never outnumber the cores. The budget adapts per thread (as
+ * adaptive mutexes do): a wait that ended within SPIN_MAX_NS raises it to
+ * twice that wait, since spinning that long would have caught it; a longer
+ * wait halves it. Two threads that hand work back and forth thus settle into
+ * spinning (no system call per message), while a thread whose waits are long
+ * stops burning its core. A worker that parks its thread tells the pool
+ * (async__block_enter), which may start a replacement.
+ *
+ * Neither path runs other tasks (future.c does that, before it waits).
+ */
+#include "sched_internal.h"
+
+#include <sched.h>
+#include <unistd.h>
+
+#define SPIN_MIN_NS   (2 * ASYNC_MICROSECOND)
+#define SPIN_START_NS (4 * ASYNC_MICROSECOND)
+#define SPIN_MAX_NS   (50 * ASYNC_MICROSECOND)
+static _Atomic unsigned spinners;           /* threads spinning in a wait */
+static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static unsigned ncpu(void)
+{
+    unsigned n = atomic_load_explicit(&ncpu_cached, memory_order_relaxed);
+    if (n == 0) {
+        long v = sysconf(_SC_NPROCESSORS_ONLN);
+        n = v > 0 ? (unsigned)v : 1;
+        atomic_store_explicit(&ncpu_cached, n, memory_order_relaxed);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------- threads */
+
+/* Spin until fired or the budget passed; true when fired. */
+static bool spin(struct async_waiter *w, int64_t until)
+{
+    unsigned n = ncpu();
+    if (n < 2)
+        return false;
+    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n) {
+        atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+        return false;
+    }
+    bool fired = false;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
+            fired = true;
+            break;
+        }
+        cpu_relax();
+        if ((i & 63) == 0 && async_now() >= until)
+            break;
+    }
+    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+    return fired;
+}
+
+/* A wait that began at start has been fired: adapt the spin budget. */
+static void adapt_spin(int64_t start)
+{
+    struct async_tls *t = async__tls_get();
+    int64_t d = async_now() - start, b = t->spin_ns;
+    if (d <= SPIN_MAX_NS)
+        b = b > 2 * d ? b : (2 * d < SPIN_MAX_NS ? 2 * d : SPIN_MAX_NS);
+    else
+        b = b / 2 > SPIN_MIN_NS ? b / 2 : SPIN_MIN_NS;
+    t->spin_ns = b;
+}
+
+static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin)
+{
+    struct async_parker *p = (struct async_parker *)w->target;
+    int64_t start = 0;
+    if (may_spin && !async__cancel_requested()) {
+        start = async_now();
+        int64_t spin_ns = async__tls_get()->spin_ns;
+        int64_t until = start + (spin_ns ? spin_ns : SPIN_START_NS);
+        if (deadline != ASYNC_FOREVER && deadline < until)
+            until = deadline;
+        if (spin(w, until)) {
+            adapt_spin(start);
+            return 0;
+        }
+    }
+    bool blocked = false;
+    int rc;
+    for (;;) {
+        if (atomic_load_explicit(&w->fired, memory_order_seq_cst)) {
+            rc = 0;
+            break;
+        }
+        if (async__cancel_requested()) {
+            rc = ECANCELED;
+            break;
+        }
+        if (async__deadline_passed(deadline)) {
+            rc = ETIMEDOUT;
+            break;
+        }
+        if (!blocked) {
+            /* Count as blocked before the first park, then check again. */
+            async__block_enter();
+            blocked = true;
+            continue;
+        }
+        int64_t until = deadline, retry = async__block_retry();
+        if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
+            until = retry;
+        async__park(p, until);
+    }
+    if (blocked)
+        async__block_exit();
+    if (start && rc == 0)
+        adapt_spin(start);
+    return rc;
+}
+
+/* -------------------------------------------------------- fibers */
+
+/* No stack to switch to: wait on the worker's parker (state TBLOCK) until
+ * a wake, the deadline or a cancellation; the caller then re-checks. */
+static void tblock(struct async_fiber *self, int64_t deadline)
+{
+    struct async_parker *p = async__tls_get()->worker->parker;
+    self->tparker = p;
+    uint32_t s = ASYNC_F_PARKING;
+    if (!atomic_compare_exchange_strong_explicit(&self->state, &s, ASYNC_F_TBLOCK,
+            memory_order_seq_cst, memory_order_seq_cst))
+        return;   /* WOKEN already */
+    async__block_enter();
+    while (atomic_load_explicit(&self->state, memory_order_seq_cst) == ASYNC_F_TBLOCK) {
+        if (async__cancel_requested() || async__deadline_passed(deadline)) {
+            s = ASYNC_F_TBLOCK;
+            atomic_compare_exchange_strong_explicit(&self->state, &s, ASYNC_F_RUNNING,
+                    memory_order_seq_cst, memory_order_seq_cst);
+            break;
+        }
+        int64_t until = deadline, retry = async__block_retry();
+        if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
+            until = retry;
+        async__park(p, until);
+    }
+    async__block_exit();
+}
+
+static int wait_fiber(struct async_waiter *w, int64_t deadline)
+{
+    struct async_fiber *self = (struct async_fiber *)(w->target & ~ASYNC_TARGET_FIBER);
+    struct async_pool *pool = self->pool;
+    struct async_timer tm = { .when = deadline, .target = w->target, .idx = ASYNC_NO_TIMER };
+    bool timed = deadline == ASYNC_FOREVER;   /* nothing to time */
+    bool timer_set = false;
+    int rc;
+    for (;;) {
+        atomic_store_explicit(&self->state, ASYNC_F_PARKING, memory_order_seq_cst);
+        if (atomic_load_explicit(&w->fired, memory_order_seq_cst)) {
+            rc = 0;
+            break;
+        }
+        if (async__cancel_requested()) {
+            rc = ECANCELED;
+            break;
+        }
+        if (async__deadline_passed(deadline)) {
+            rc = ETIMEDOUT;
+            break;
+        }
+        if (!timed) {
+            timer_set = async__timer_add(pool, &tm) == 0;
+            timed = true;
+        }
+        /* Without a timer (no memory for the heap) the deadline needs a
+         * thread that sleeps until it. */
+        if ((deadline != ASYNC_FOREVER && !timer_set) || !async__fiber_park(self))
+            tblock(self, deadline);
+        /* resumed, or back from the thread's wait: look again */
+    }
+    atomic_store_explicit(&self->state, ASYNC_F_RUNNING, memory_order_seq_cst);
+    if (timer_set)
+        async__timer_del(pool, &tm);
+    return rc;
+}
+
+/* ----------------------------------------------------------- API */
+
+int async__wait(struct async_waiter *w, int64_t deadline)
+{
+    if (w->target & ASYNC_TARGET_FIBER)
+        return wait_fiber(w, deadline);
+    return wait_thread(w, deadline, true);
+}
+
+int async_sleep_until(int64_t deadline)
+{
+    if (async__deadline_valid(deadline))
+        return EINVAL;
+    if (deadline == ASYNC_FOREVER && !async__current_task())
+        return EINVAL;
+    if (async__cancel_requested())
+        return ECANCELED;
+    if (async__deadline_passed(deadline))
+        return 0;
+    struct async_waiter w;
+    w.target = async__wait_target();
+    atomic_init(&w.fired, 0);
+    if (!w.target) {
+        /* No memory for a parker: sleep without one (signals may cut a
+         * nanosleep short; loop to the deadline). */
+        while (!async__deadline_passed(deadline)) {
+            struct timespec ts = async__timespec(deadline);
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        }
+        return 0;
+    }
+    /* Nobody fires this waiter: it ends by deadline or cancellation. */
+    int rc = (w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline)
+                                              : wait_thread(&w, deadline, false);
+    return rc == ETIMEDOUT ? 0 : rc;
+}
+
+void async_sleep(int64_t ns)
+{
+    if (ns <= 0)
+        return;
+    (void)async_sleep_until(async__deadline_after(ns));
+}
+
+void async_yield(void)
+{
+    struct async_fiber *self = async__fiber_self();
+    if (self->is_stack && async__tls_get()->worker && async__fiber_yield(self))
+        return;
+    sched_yield();
+}

@@ -1,0 +1,481 @@
+/*
+ * lib/fiber.c — contexts and stacks: what lets a blocked task cost a stack
+ * instead of an OS thread.
+ *
+ * Owns: the context switch (ctx/switch_<arch>.S, or ucontext where meson
+ * found no assembly for the CPU), stack classes and their slabs, the fiber
+ * records, stack-overflow detection, and what the sanitizers and valgrind
+ * must be told about stacks and switches.
+ *
+ * Stacks. 100,000 parked tasks must fit under the kernel's default
+ * vm.max_map_count (65,530), so a stack is not a mapping of its own: stacks
+ * of one size (a class) are carved from slabs of about SLAB_BYTES, each one
+ * MAP_NORESERVE mapping whose pages are committed only when touched. Region
+ * i of a slab is [guard page | usable stack]; the guard is installed with
+ * MADV_GUARD_INSTALL (Linux 6.13+: no extra mapping), else with mprotect
+ * while the process has made fewer than GUARD_BUDGET such guards (each
+ * splits the mapping: two more map entries), else the stack gets a canary
+ * word at its lowest address instead, checked at every switch away from it
+ * (async__fiber_check), which aborts naming the task and the stack size.
+ * The fiber records (struct async_fiber) are not in the stacks: they sit in
+ * an array per slab, allocated once and never freed, so returning a stack's
+ * pages loses nothing and a late wake-up of a fiber reads valid memory.
+ *
+ * Recycling. Released stacks go on their class's warm list (LIFO: the most
+ * recently used pages are still resident). When a class holds more than
+ * 2 * TRIM_KEEP free stacks, all but TRIM_KEEP are handed back to the kernel
+ * with MADV_DONTNEED, in address-sorted runs (one system call per run of
+ * neighbours, not per stack), and move to the cold list, which is used after
+ * the warm one. Workers keep a few free fibers of their own (sched.c) so that
+ * a park takes no lock here.
+ *
+ * The switch. async__ctx_swap saves the callee-saved registers and the
+ * floating-point control words on the current stack and swaps stack
+ * pointers (about 10 ns). A switch away from a fiber that will never be
+ * resumed tells ASan so (NULL fake-stack save); every switch tells TSan
+ * which fiber runs next; valgrind learns each stack's bounds once.
+ *
+ * Locks: stack_lock (a leaf) guards the class list, every class's lists and
+ * counters and every slab's carving cursor. Fiber records are owned by whoever
+ * holds them (a worker's cache, the run queues, a running worker); their
+ * `state` is the scheduler's (sched.c).
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if ASYNC_CTX_UCONTEXT
+#include <ucontext.h>
+#endif
+#ifdef ASYNC_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef ASYNC_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void  __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+#if defined(__has_include)
+#  if __has_include(<valgrind/valgrind.h>)
+#    include <valgrind/valgrind.h>
+#    define ASYNC_VALGRIND 1
+#  endif
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define SLAB_BYTES    ((size_t)64 << 20)
+#define SLAB_MAX      1024u           /* stacks per slab at most */
+#define GUARD_BUDGET  8192u           /* mprotect guards per process */
+#define TRIM_KEEP     256u            /* free stacks a class keeps resident */
+#define CANARY        0x5a17c0de5a17c0deull
+
+struct slab {
+    char                *base;       /* immutable */
+    size_t               len;        /* immutable */
+    unsigned             carved;     /* regions handed out so far */
+    unsigned             n;          /* regions; immutable */
+    bool                 canaried;   /* no guard pages: canaries */
+    struct async_fiber  *fibers;     /* [n]; never freed */
+    struct slab         *next;
+};
+
+struct async_stack_class {
+    size_t                    size;     /* usable bytes (page multiple) */
+    size_t                    stride;   /* size + one guard page */
+    struct slab              *slabs;    /* newest first */
+    struct async_fiber       *warm;     /* released, pages resident */
+    struct async_fiber       *cold;     /* released, pages returned */
+    size_t                    nwarm;
+    struct async_stack_class *next;
+};
+
+static pthread_mutex_t           stack_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct async_stack_class *classes;         /* guarded by stack_lock */
+static size_t                    nallocated;      /* stacks carved, all classes */
+static unsigned                  nguards;         /* mprotect guards made */
+static int                       guard_install = 1;   /* -1: not supported */
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+    }
+    return ps;
+}
+
+/* ------------------------------------------------------------ switch */
+
+#if ASYNC_CTX_UCONTEXT
+
+static _Thread_local struct async_ctx *entering;
+
+static void uc_entry(void)
+{
+    struct async_ctx *c = entering;
+    ((async_ctx_fn)c->sp)(c->transfer);
+    abort();   /* an entry function never returns */
+}
+
+static void ctx_make(struct async_ctx *c, char *lo, size_t size, async_ctx_fn fn)
+{
+    if (!c->uc && !(c->uc = calloc(1, sizeof(ucontext_t))))
+        async__abort(__FILE__, __LINE__, "no memory for a ucontext");
+    ucontext_t *uc = c->uc;
+    ASYNC_CHECK(getcontext(uc));
+    uc->uc_stack.ss_sp = lo;
+    uc->uc_stack.ss_size = size;
+    uc->uc_link = NULL;
+    makecontext(uc, uc_entry, 0);
+    c->sp = (void *)(uintptr_t)fn;
+}
+
+void *async__ctx_switch(struct async_ctx *from, struct async_ctx *to, void *transfer)
+{
+    if (!from->uc && !(from->uc = calloc(1, sizeof(ucontext_t))))
+        async__abort(__FILE__, __LINE__, "no memory for a ucontext");
+    to->transfer = transfer;
+    entering = to;
+    ASYNC_CHECK(swapcontext(from->uc, to->uc));
+    return from->transfer;
+}
+
+#else
+
+void *async__ctx_swap(void **save_sp, void *load_sp, void *transfer);
+void  async__ctx_entry(void);
+
+static void ctx_make(struct async_ctx *c, char *lo, size_t size, async_ctx_fn fn)
+{
+    uintptr_t top = ((uintptr_t)lo + size) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)top - 2;   /* two zero words end backtraces */
+    sp[0] = sp[1] = 0;
+#if defined(__x86_64__)
+    sp -= 9;   /* the frame async__ctx_swap pops: see switch_x86_64.S */
+    memset(sp, 0, 9 * sizeof *sp);
+    uint32_t mxcsr = 0x1F80;
+    uint16_t fpcw = 0x037F;
+    memcpy((char *)sp, &mxcsr, sizeof mxcsr);
+    memcpy((char *)sp + 4, &fpcw, sizeof fpcw);
+    sp[5] = (uint64_t)(uintptr_t)fn;                     /* r12 */
+    sp[8] = (uint64_t)(uintptr_t)async__ctx_entry;       /* return address */
+#elif defined(__aarch64__)
+    sp -= 22;  /* 176 bytes: see switch_aarch64.S */
+    memset(sp, 0, 22 * sizeof *sp);
+    sp[0] = (uint64_t)(uintptr_t)fn;                     /* x19 */
+    sp[11] = (uint64_t)(uintptr_t)async__ctx_entry;      /* x30 */
+#else
+#error "no context switch for this CPU: configure with -Dcontext=ucontext"
+#endif
+    c->sp = sp;
+}
+
+void *async__ctx_switch(struct async_ctx *from, struct async_ctx *to, void *transfer)
+{
+    return async__ctx_swap(&from->sp, to->sp, transfer);
+}
+
+#endif
+
+/* ----------------------------------------------------------- classes */
+
+struct async_stack_class *async__stack_class(size_t size)
+{
+    size_t ps = page_size();
+    size = (size + ps - 1) & ~(ps - 1);
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    struct async_stack_class *c = classes;
+    while (c && c->size != size)
+        c = c->next;
+    if (!c && (c = async__calloc(1, sizeof *c)) != NULL) {
+        c->size = size;
+        c->stride = size + ps;
+        c->next = classes;
+        classes = c;
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+    return c;
+}
+
+size_t async__stack_class_size(const struct async_stack_class *c)
+{
+    return c->size;
+}
+
+size_t async__stacks_allocated(void)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    size_t n = nallocated;
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+    return n;
+}
+
+/* Guard region i's lowest page; false when only a canary is left. Under
+ * stack_lock. */
+static bool guard(struct slab *s, char *page, size_t ps)
+{
+    if (guard_install > 0) {
+        if (madvise(page, ps, MADV_GUARD_INSTALL) == 0)
+            return true;
+        guard_install = -1;   /* this kernel has no guard regions */
+    }
+    if (nguards < GUARD_BUDGET && mprotect(page, ps, PROT_NONE) == 0) {
+        nguards++;
+        return true;
+    }
+    (void)s;
+    return false;
+}
+
+/* A new slab for class c; under stack_lock. */
+static struct slab *slab_new(struct async_stack_class *c)
+{
+    size_t n = SLAB_BYTES / c->stride;
+    if (n < 1)
+        n = 1;
+    if (n > SLAB_MAX)
+        n = SLAB_MAX;
+    struct slab *s = async__calloc(1, sizeof *s);
+    struct async_fiber *fs = async__calloc(n, sizeof *fs);
+    if (!s || !fs) {
+        async__free(s);
+        async__free(fs);
+        return NULL;
+    }
+    size_t len = n * c->stride;
+    void *base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+        async__free(s);
+        async__free(fs);
+        return NULL;
+    }
+    s->base = base;
+    s->len = len;
+    s->n = (unsigned)n;
+    s->fibers = fs;
+    s->next = c->slabs;
+    c->slabs = s;
+    return s;
+}
+
+/* Carve the next region of class c into fiber f; under stack_lock. */
+static struct async_fiber *carve(struct async_stack_class *c)
+{
+    struct slab *s = c->slabs;
+    if (!s || s->carved == s->n)
+        s = slab_new(c);
+    if (!s)
+        return NULL;
+    size_t ps = page_size();
+    unsigned i = s->carved;
+    struct async_fiber *f = &s->fibers[i];
+    char *region = s->base + (size_t)i * c->stride;
+    uint32_t id = async__target_register((uintptr_t)f | ASYNC_TARGET_FIBER);
+    if (!id)
+        return NULL;
+    s->carved++;
+    bool guarded = guard(s, region, ps);
+    f->id = id;
+    f->lo = region + ps;
+    f->size = c->size;
+    f->cls = c;
+    f->is_stack = true;
+    f->canary = guarded ? NULL : (uint64_t *)(void *)f->lo;
+    atomic_init(&f->state, ASYNC_F_FREE);
+    atomic_init(&f->next, NULL);
+#ifdef ASYNC_TSAN
+    f->tsan = __tsan_create_fiber(0);
+#endif
+#ifdef ASYNC_VALGRIND
+    f->vg_id = VALGRIND_STACK_REGISTER(f->lo, f->lo + f->size);
+#endif
+    nallocated++;
+    return f;
+}
+
+/* ------------------------------------------------------------ fibers */
+
+void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn)
+{
+    if (f->canary)
+        *f->canary = CANARY;
+    ctx_make(&f->ctx, f->lo, f->size, fn);
+    f->frame = NULL;
+    f->ndefers = 0;
+    f->pool = NULL;
+    f->asan_fake = NULL;
+    atomic_store_explicit(&f->state, ASYNC_F_RUNNING, memory_order_relaxed);
+}
+
+struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn fn)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    struct async_fiber *f = c->warm;
+    if (f) {
+        c->warm = atomic_load_explicit(&f->next, memory_order_relaxed);
+        c->nwarm--;
+    } else if ((f = c->cold) != NULL) {
+        c->cold = atomic_load_explicit(&f->next, memory_order_relaxed);
+    } else {
+        f = carve(c);
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+    if (f)
+        async__fiber_reset(f, fn);
+    return f;
+}
+
+static int by_address(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)*(struct async_fiber *const *)a;
+    uintptr_t y = (uintptr_t)*(struct async_fiber *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Return the pages of all but TRIM_KEEP warm stacks of c to the kernel.
+ * Under stack_lock; batch is scratch for the fibers (may be NULL: then
+ * they are trimmed one by one). */
+static void trim(struct async_stack_class *c, struct async_fiber **batch)
+{
+    size_t n = 0;
+    struct async_fiber *keep = c->warm;
+    for (size_t i = 1; i < TRIM_KEEP && keep; i++)
+        keep = atomic_load_explicit(&keep->next, memory_order_relaxed);
+    if (!keep)
+        return;
+    struct async_fiber *f = atomic_load_explicit(&keep->next, memory_order_relaxed);
+    atomic_store_explicit(&keep->next, NULL, memory_order_relaxed);
+    c->nwarm = TRIM_KEEP;
+    while (f) {
+        struct async_fiber *next = atomic_load_explicit(&f->next, memory_order_relaxed);
+        if (batch)
+            batch[n++] = f;
+        else
+            madvise(f->lo, f->size, MADV_DONTNEED);
+        atomic_store_explicit(&f->next, c->cold, memory_order_relaxed);
+        c->cold = f;
+        f = next;
+    }
+    if (!batch)
+        return;
+    /* The fibers of one slab are one array, so address order of the records
+     * is address order of their stacks: coalesce neighbours into one call. */
+    qsort(batch, n, sizeof *batch, by_address);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && batch[j] == batch[j - 1] + 1)
+            j++;
+        /* guard pages in between are skipped by the kernel's per-page work
+         * and keep their protection (a guard marker or PROT_NONE) */
+        char *from = batch[i]->lo;
+        char *to = batch[j - 1]->lo + batch[j - 1]->size;
+        madvise(from, (size_t)(to - from), MADV_DONTNEED);
+        i = j;
+    }
+}
+
+void async__fiber_release(struct async_fiber *f)
+{
+    struct async_stack_class *c = f->cls;
+    atomic_store_explicit(&f->state, ASYNC_F_FREE, memory_order_release);
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    atomic_store_explicit(&f->next, c->warm, memory_order_relaxed);
+    c->warm = f;
+    c->nwarm++;
+    if (c->nwarm >= 2 * TRIM_KEEP) {
+        struct async_fiber **batch = malloc(c->nwarm * sizeof *batch);
+        trim(c, batch);
+        free(batch);
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+}
+
+/* ------------------------------------------------------ the switch */
+
+/* The stack bounds of a thread's own fiber, asked once. */
+static void thread_bounds(struct async_fiber *f)
+{
+    pthread_attr_t a;
+    void *lo;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &a) != 0)
+        return;
+    if (pthread_attr_getstack(&a, &lo, &size) == 0) {
+        f->lo = lo;
+        f->size = size;
+    }
+    pthread_attr_destroy(&a);
+}
+
+_Noreturn static void overflow(struct async_fiber *f, const char *what)
+{
+    struct future *t = f->frame ? f->frame->task : NULL;
+    fprintf(stderr, "libasync: stack overflow (%s) in task %p (function %p) on a "
+            "%zu-byte stack; give the pool a larger stack_size, or run such "
+            "tasks on a thread-mode pool (ASYNC_STACK_THREAD)\n",
+            what, (void *)t, t ? (void *)(uintptr_t)t->fn : NULL, f->size);
+    abort();
+}
+
+void async__fiber_check(struct async_fiber *f)
+{
+    if (!f->is_stack)
+        return;
+    if (f->canary && *f->canary != CANARY)
+        overflow(f, "canary overwritten");
+    char *sp = __builtin_frame_address(0);
+    if (sp < f->lo || sp > f->lo + f->size)
+        overflow(f, "stack pointer out of bounds");
+}
+
+size_t async__stack_room(void)
+{
+    struct async_fiber *f = async__fiber_self();
+    if (!f->lo)
+        thread_bounds(f);
+    if (!f->lo)
+        return SIZE_MAX;
+    char *sp = __builtin_frame_address(0);
+    /* the canary word and a little slack are not room */
+    char *floor = f->lo + 256;
+    return sp > floor ? (size_t)(sp - floor) : 0;
+}
+
+void async__fiber_landed(struct async_fiber *self)
+{
+#ifdef ASYNC_ASAN
+    const void *from_lo = NULL;
+    size_t from_size = 0;
+    __sanitizer_finish_switch_fiber(self->asan_fake, &from_lo, &from_size);
+#endif
+    (void)self;
+}
+
+void *async__fiber_switch(struct async_fiber *from, struct async_fiber *to,
+                          void *transfer, bool leaving)
+{
+    async__fiber_check(from);
+#ifdef ASYNC_ASAN
+    if (!to->lo)
+        thread_bounds(to);
+    __sanitizer_start_switch_fiber(leaving ? NULL : &from->asan_fake, to->lo, to->size);
+#endif
+#ifdef ASYNC_TSAN
+    if (!from->tsan)
+        from->tsan = __tsan_get_current_fiber();
+    __tsan_switch_to_fiber(to->tsan, 0);
+#endif
+    (void)leaving;
+    void *r = async__ctx_switch(&from->ctx, &to->ctx, transfer);
+    async__fiber_landed(from);
+    return r;
+}

@@ -1,0 +1,1018 @@
+/*
+ * lib/sched.c — the scheduler: workers, run queues, and switching fibers.
+ *
+ * Owns: the injection queues (new tasks, runnable fibers), the worker loop,
+ * finding work (run-next slot, own deque, injection queues, stealing), idle
+ * parking and waking, replacements for blocked workers, submission, the
+ * workers' caches of free stacks, and the switches a task makes when it
+ * parks, is resumed or yields (block.c decides when to park; timer.c keeps
+ * deadlines).
+ *
+ * Items. A worker's deque and the injection queues hold two kinds of work: a
+ * task record nobody has started (untagged pointer), or a fiber made
+ * runnable, with its parked task on it (pointer | ITEM_FIBER in a deque; the
+ * fiber injection queue holds only fibers). Records run as a plain call on
+ * the worker's current stack; a fiber is resumed by switching to it.
+ *
+ * Scheduling. A worker takes its run-next fiber (Go's runnext: the fiber its
+ * own task just woke, so a pair handing values back and forth stays on one
+ * thread), then its own deque (LIFO), then the injection queues, then
+ * becomes a "searcher" and steals from the others, then parks. Every 61st
+ * turn it looks at the injection queues first, and after RUNNEXT_MAX run-next
+ * picks in a row it goes round the loop, so neither can starve the other.
+ * A submission wakes at most one idle worker, and only when nobody is
+ * searching already (Go's and Tokio's rule: a searcher will find the new
+ * work, so waking another would only make a thundering herd). A searcher
+ * that finds work stops searching and, if it was the last searcher, wakes
+ * one more worker, so parallelism ramps up one worker at a time. Putting a
+ * fiber in the run-next slot wakes nobody (Tokio's LIFO slot): its waker
+ * runs it as soon as its own task blocks or ends, which in a hand-off is
+ * at once. A searcher takes another worker's run-next fiber only when it
+ * has seen the same fiber there, with the owner making no progress, for
+ * RUNNEXT_GRACE (Go's rule): a hand-off between two tasks takes far less,
+ * and stealing it would split the pair across threads. Rejected: one mutex+condvar queue
+ * (every submit and every take contends on one lock and every submit
+ * signals), and waking on every submission.
+ *
+ * Goroutine mode (pool->stacks != NULL). A worker thread switches at once
+ * from its own stack to a stack fiber and runs its loop there; tasks run as
+ * calls on top of the loop. When a task parks (block.c), its fiber — loop
+ * frames below, task frames above — is set aside, and the worker goes on
+ * either on its run-next fiber (a direct switch) or on a fresh fiber from
+ * its cache that starts the loop again. A loop that finds a runnable fiber
+ * switches to it and abandons its own stack, which the landing side gives
+ * back to the cache. So a task that never blocks costs no switch at all, and
+ * a parked task costs one stack. Any worker may resume any fiber of its pool:
+ * the loop frames under a resumed task may have been started by another
+ * worker, so the loop reads "which worker am I" afresh at every turn.
+ *
+ * The hand-over protocol. Every switch passes a transfer word to the side
+ * that lands: the fiber it comes from, and what to do with it:
+ *   T_RELEASE  it will never run again: back to the stack cache;
+ *   T_PARK     its task is parking: CAS its state PARKING -> PARKED; if a
+ *              wake came first (WOKEN), it is runnable at once;
+ *   T_YIELD    it yields: it goes to the back of the fiber injection queue.
+ * A fiber's registers are saved by the switch itself, before the landing
+ * side runs, so nothing can resume a fiber before its context is complete.
+ *
+ * Fiber states (wait.c makes the waking transitions):
+ *   FREE -> RUNNING          taken from a cache (async__fiber_reset)
+ *   RUNNING -> PARKING       its task is about to park (block.c)
+ *   PARKING -> RUNNING       the task found a reason not to park after all
+ *   PARKING -> PARKED        the landing side, after the switch
+ *   PARKING -> WOKEN         a wake before the switch completed
+ *   WOKEN -> RUNNABLE        the landing side, which then queues it
+ *   PARKED -> RUNNABLE       a wake; queued through async__ready_hook
+ *   RUNNABLE -> RUNNING      the worker that resumes it
+ *   RUNNING -> FREE          released (a loop fiber left for good)
+ *
+ * Lost wake-ups are excluded by a Dekker pair of seq_cst fences:
+ *   submitter: publish work; fence; read nsearching and nidle.
+ *   idler:     join idle list (nidle++); stop searching; fence; re-check
+ *              every queue (and the shutdown phase) before parking.
+ * Either the submitter sees the idler (and wakes it) or the idler sees the
+ * work. The same pair covers blocking (nblocked++; fence; look for queued
+ * work) against submitting when every worker is blocked.
+ *
+ * The injection queues are Vyukov's intrusive MPSC queue: producers do one
+ * exchange on the head and link the previous node; consumers serialise on a
+ * short lock and pop from the tail.
+ *
+ * Blocked workers (thread mode, or a fiber that found no stack): a worker
+ * that parks its thread counts in nblocked, and when every live worker is
+ * blocked and work is visible the pool wakes an idle worker or starts a
+ * replacement, up to max_threads; at the cap it logs "saturated: ..." once
+ * per episode. Idle replacement workers (more alive than `threads`) exit
+ * after RETIRE_NS idle.
+ *
+ * Shutdown: see pool.c. Workers leave their loop when the pool is stopping
+ * or cancelling and (goroutine mode) no fiber of the pool is parked or
+ * runnable: a parked task must still be woken and finish before the stacks
+ * it runs on can be given back.
+ */
+#include "sched_internal.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sched.h>
+
+#define RETIRE_NS        (3 * ASYNC_SECOND)
+#define SEARCH_NS        (20 * ASYNC_MICROSECOND)
+#define RUNNEXT_GRACE    (5 * ASYNC_MICROSECOND)
+#define SPAWN_RETRY_NS   (10 * ASYNC_MILLISECOND)
+#define RUNNEXT_MAX      32u
+#define FAIR_TICK        61u
+#define FIBER_CACHE      16u
+
+#define ITEM_FIBER ((uintptr_t)1)
+enum { T_RELEASE = 1, T_PARK = 2, T_YIELD = 3 };
+
+static void *fiber_item(struct async_fiber *f)
+{
+    return (void *)((uintptr_t)f | ITEM_FIBER);
+}
+
+static struct async_fiber *item_fiber(void *it)
+{
+    uintptr_t u = (uintptr_t)it;
+    return (u & ITEM_FIBER) ? (struct async_fiber *)(u & ~ITEM_FIBER) : NULL;
+}
+
+/* ------------------------------------------------------- counters */
+
+#define wcount async__worker_count
+
+void async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS])
+{
+    for (int i = 0; i < ASYNC_NCOUNTERS; i++)
+        out[i] = atomic_load_explicit(&pool->h.ext_c[i], memory_order_relaxed);
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    for (unsigned s = 0; s < n; s++)
+        for (int i = 0; i < ASYNC_NCOUNTERS; i++)
+            out[i] += atomic_load_explicit(&pool->slots[s]->c[i], memory_order_relaxed);
+}
+
+static uint64_t sum_one(struct async_pool *pool, int c)
+{
+    uint64_t v = atomic_load_explicit(&pool->h.ext_c[c], memory_order_relaxed);
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    for (unsigned s = 0; s < n; s++)
+        v += atomic_load_explicit(&pool->slots[s]->c[c], memory_order_relaxed);
+    return v;
+}
+
+static size_t queued_estimate(struct async_pool *pool)
+{
+    uint64_t c[ASYNC_NCOUNTERS];
+    async__sum_counters(pool, c);
+    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
+    return c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
+}
+
+/* Every submitted task finished? Read F before S: see pool.c. */
+bool async__quiescent(struct async_pool *pool)
+{
+    uint64_t f = sum_one(pool, ASYNC_C_SUCCEEDED) + sum_one(pool, ASYNC_C_FAILED) +
+                 sum_one(pool, ASYNC_C_CANCELLED);
+    ASYNC_FENCE();
+    return f == sum_one(pool, ASYNC_C_SUBMITTED);
+}
+
+/* Fibers of the pool parked or runnable (not running): read resumes before
+ * parks; both only grow and a resume follows its park. */
+static uint64_t parked_now(struct async_pool *pool)
+{
+    uint64_t r = sum_one(pool, ASYNC_C_RESUMED);
+    ASYNC_FENCE();
+    uint64_t p = sum_one(pool, ASYNC_C_PARKED);
+    return p > r ? p - r : 0;
+}
+
+size_t async__pool_parked(struct async_pool *pool)
+{
+    return (size_t)parked_now(pool);
+}
+
+/* ------------------------------------------------ injection queues */
+
+int async__mpsc_init(struct async_mpsc *q)
+{
+    q->stub = async__calloc(1, sizeof(struct async_fiber) > sizeof(struct future)
+                               ? sizeof(struct async_fiber) : sizeof(struct future));
+    if (!q->stub)
+        return ENOMEM;
+    atomic_init(&q->stub->next, NULL);
+    atomic_init(&q->head, q->stub);
+    atomic_init(&q->tail, q->stub);
+    atomic_init(&q->lock.word, 0);
+    return 0;
+}
+
+void async__mpsc_fini(struct async_mpsc *q)
+{
+    async__free(q->stub);
+    q->stub = NULL;
+}
+
+static void mpsc_push(struct async_mpsc *q, void *node)
+{
+    struct async_qnode *n = node;
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    struct async_qnode *prev = atomic_exchange_explicit(&q->head, n, memory_order_acq_rel);
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Under q->lock. NULL when empty or when a producer is mid-push. */
+static void *mpsc_pop_locked(struct async_mpsc *q)
+{
+    struct async_qnode *stub = q->stub;
+    struct async_qnode *tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    struct async_qnode *next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (tail == stub) {
+        if (!next)
+            return NULL;
+        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
+        tail = next;
+        next = atomic_load_explicit(&next->next, memory_order_acquire);
+    }
+    if (next) {
+        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
+        return tail;
+    }
+    if (tail != atomic_load_explicit(&q->head, memory_order_acquire))
+        return NULL;   /* a producer has swapped head but not linked yet */
+    mpsc_push(q, stub);
+    next = atomic_load_explicit(&tail->next, memory_order_acquire);
+    if (next) {
+        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
+        return tail;
+    }
+    return NULL;
+}
+
+/* Empty: the stub is the only node and nobody is pushing. head == stub alone
+ * is not enough: a consumer that re-pushes the stub behind the last node
+ * leaves head == stub while that node (or one a producer swapped in just
+ * before) is still to be popped; then tail is that node, not the stub. */
+static bool mpsc_empty(struct async_mpsc *q)
+{
+    struct async_qnode *stub = q->stub;
+    return atomic_load_explicit(&q->head, memory_order_seq_cst) == stub &&
+           atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
+           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
+}
+
+static void *mpsc_pop(struct async_mpsc *q)
+{
+    if (mpsc_empty(q))
+        return NULL;
+    async__lock(&q->lock);
+    void *n = mpsc_pop_locked(q);
+    async__unlock(&q->lock);
+    return n;
+}
+
+/* For pool.c's teardown (no worker left): the next queued record, waiting
+ * out a producer that is finishing its link; NULL when empty. */
+struct future *async__inject_pop_all_leftover(struct async_pool *pool)
+{
+    for (;;) {
+        async__lock(&pool->inj.lock);
+        struct future *f = mpsc_pop_locked(&pool->inj);
+        async__unlock(&pool->inj.lock);
+        if (f || mpsc_empty(&pool->inj))
+            return f;
+        sched_yield();
+    }
+}
+
+static bool work_visible(struct async_pool *pool)
+{
+    if (!mpsc_empty(&pool->inj) || !mpsc_empty(&pool->finj))
+        return true;
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    for (unsigned s = 0; s < n; s++) {
+        struct async_worker *v = pool->slots[s];
+        if (!async__deque_empty(&v->dq) ||
+            atomic_load_explicit(&v->runnext, memory_order_relaxed))
+            return true;
+    }
+    return false;
+}
+
+/* --------------------------------------------------- idle workers */
+
+static bool wake_one(struct async_pool *pool)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
+    struct async_worker *w = pool->idle_top;
+    if (w) {
+        pool->idle_top = w->idle_next;
+        w->idle = false;
+        w->searching = true;
+        atomic_fetch_add_explicit(&pool->nsearching, 1, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+    if (w)
+        async__unpark(w->parker);
+    return w != NULL;
+}
+
+void async__wake_all_idle(struct async_pool *pool)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
+    struct async_worker *list = pool->idle_top;
+    pool->idle_top = NULL;
+    for (struct async_worker *w = list; w; w = w->idle_next) {
+        w->idle = false;
+        atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+        async__unpark(w->parker);   /* type-stable parker: safe under the lock */
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+}
+
+static void idle_push(struct async_worker *w)
+{
+    struct async_pool *pool = w->pool;
+    ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
+    w->idle = true;
+    w->idle_next = pool->idle_top;
+    pool->idle_top = w;
+    atomic_fetch_add_explicit(&pool->nidle, 1, memory_order_seq_cst);
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+}
+
+/* Leave the idle list if a waker has not taken us off it already (a waker
+ * that did has made us a searcher). Caller holds idle_lock. */
+static void idle_remove_locked(struct async_worker *w)
+{
+    struct async_pool *pool = w->pool;
+    if (!w->idle)
+        return;
+    struct async_worker **pp = &pool->idle_top;
+    while (*pp != w)
+        pp = &(*pp)->idle_next;
+    *pp = w->idle_next;
+    w->idle = false;
+    atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+}
+
+static void idle_remove(struct async_worker *w)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&w->pool->idle_lock));
+    idle_remove_locked(w);
+    ASYNC_CHECK(pthread_mutex_unlock(&w->pool->idle_lock));
+}
+
+static void stop_searching(struct async_worker *w)
+{
+    if (w->searching) {
+        w->searching = false;
+        atomic_fetch_sub_explicit(&w->pool->nsearching, 1, memory_order_seq_cst);
+    }
+}
+
+void async__set_stopping(struct async_pool *pool)
+{
+    int ph = PH_DRAINING;
+    if (atomic_compare_exchange_strong(&pool->h.phase, &ph, PH_STOPPING)) {
+        async__wake_all_idle(pool);
+        struct async_parker *d = atomic_load(&pool->destroyer);
+        if (d)
+            async__unpark(d);
+    }
+}
+
+/* Would a worker of this pool leave its loop now? */
+static bool should_exit(struct async_pool *pool)
+{
+    int ph = atomic_load_explicit(&pool->h.phase, memory_order_acquire);
+    if (ph != PH_STOPPING && ph != PH_CANCELLING)
+        return false;
+    return !pool->stacks || parked_now(pool) == 0;
+}
+
+/* ------------------------------------------------------- spawning */
+
+static void *worker_main(void *arg);
+
+static struct async_worker *worker_new(struct async_pool *pool, unsigned index)
+{
+    struct async_worker *w = async__calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    if (async__deque_init(&w->dq)) {
+        async__free(w);
+        return NULL;
+    }
+    w->parker = async__parker_new();
+    if (!w->parker) {
+        async__deque_fini(&w->dq);
+        async__free(w);
+        return NULL;
+    }
+    w->pool = pool;
+    w->index = index;
+    atomic_init(&w->runnext, NULL);
+    for (int i = 0; i < ASYNC_NCOUNTERS; i++)
+        atomic_init(&w->c[i], 0);
+    return w;
+}
+
+/* Start one more worker; pool->lock held. 0 or an errno code. */
+int async__spawn_locked(struct async_pool *pool)
+{
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_relaxed);
+    struct async_worker *w = NULL;
+    for (unsigned s = 0; s < n && !w; s++)
+        if (pool->slots[s]->dead)
+            w = pool->slots[s];
+    if (!w) {
+        if (n == pool->max_threads)
+            return EAGAIN;
+        w = worker_new(pool, n);
+        if (!w)
+            return ENOMEM;
+        /* Publish the slot before the thread starts: a worker steals from
+         * slots[0, nslots), its own included. A slot whose thread fails to
+         * start stays, dead, for the next spawn to reuse. */
+        w->dead = true;
+        pool->slots[n] = w;
+        atomic_store_explicit(&pool->nslots, n + 1, memory_order_release);
+    } else if (w->has_thread) {
+        ASYNC_CHECK(pthread_join(w->thread, NULL));   /* it has exited */
+        w->has_thread = false;
+    }
+    unsigned alive = atomic_fetch_add(&pool->nalive, 1) + 1;
+    w->dead = false;
+    int rc = async__thread_create(&w->thread, worker_main, w);
+    if (rc) {
+        atomic_fetch_sub(&pool->nalive, 1);
+        w->dead = true;
+        return rc;
+    }
+    w->has_thread = true;
+    unsigned peak = atomic_load(&pool->peak);
+    while (alive > peak && !atomic_compare_exchange_weak(&pool->peak, &peak, alive))
+        ;
+    return 0;
+}
+
+/* Every worker is blocked and work is queued: start a replacement, or say
+ * once that the pool is saturated. */
+static void all_blocked(struct async_pool *pool)
+{
+    char line[128];
+    line[0] = '\0';
+    ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
+    unsigned alive = atomic_load(&pool->nalive);
+    unsigned blocked = atomic_load(&pool->nblocked);
+    int ph = atomic_load(&pool->h.phase);
+    if (ph != PH_CANCELLING && ph != PH_STOPPING && blocked >= alive) {
+        bool capped = alive >= pool->max_threads;
+        int rc = capped ? EAGAIN : async__spawn_locked(pool);
+        /* A replacement that could not start (no memory, no thread) is
+         * tried again by the blocked workers (async__block_retry). */
+        atomic_store(&pool->spawn_failed, rc != 0 && !capped);
+        if (rc && !atomic_load(&pool->saturated)) {
+            atomic_store(&pool->saturated, true);
+            snprintf(line, sizeof line, "saturated: %u workers blocked, %zu tasks queued",
+                     blocked, queued_estimate(pool));
+        }
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
+    if (line[0])
+        async__pool_log(pool, line);
+}
+
+/* New work is visible: wake or start a worker if nobody will look. */
+void async__signal_work(struct async_pool *pool)
+{
+    ASYNC_FENCE();
+    if (atomic_load_explicit(&pool->nsearching, memory_order_relaxed) != 0)
+        return;
+    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0 && wake_one(pool))
+        return;
+    unsigned alive = atomic_load_explicit(&pool->nalive, memory_order_relaxed);
+    if (alive && atomic_load_explicit(&pool->nblocked, memory_order_relaxed) >= alive)
+        all_blocked(pool);
+}
+
+/* Wake an idle worker, if any, so that it re-reads the earliest timer. */
+void async__kick_idle(struct async_pool *pool)
+{
+    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
+        wake_one(pool);
+}
+
+/* ------------------------------------------------------- blocking */
+
+void async__block_enter(void)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (!w)
+        return;
+    struct async_pool *wp = w->pool;
+    unsigned nb = atomic_fetch_add_explicit(&wp->nblocked, 1, memory_order_seq_cst) + 1;
+    if (nb >= atomic_load(&wp->nalive) && work_visible(wp))
+        async__signal_work(wp);
+}
+
+void async__block_exit(void)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (!w)
+        return;
+    struct async_pool *wp = w->pool;
+    atomic_fetch_sub_explicit(&wp->nblocked, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&wp->saturated, memory_order_relaxed)) {
+        ASYNC_CHECK(pthread_mutex_lock(&wp->lock));
+        atomic_store(&wp->saturated, false);   /* a new episode may log again */
+        ASYNC_CHECK(pthread_mutex_unlock(&wp->lock));
+    }
+}
+
+/* A blocked worker whose pool could not start a replacement tries again
+ * every SPAWN_RETRY_NS while it stays blocked: a transient failure (memory,
+ * threads) must not leave queued work stranded behind blocked workers. Returns
+ * when to try next, or ASYNC_FOREVER when nothing needs trying. */
+int64_t async__block_retry(void)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (!w)
+        return ASYNC_FOREVER;
+    struct async_pool *wp = w->pool;
+    if (!atomic_load_explicit(&wp->spawn_failed, memory_order_relaxed))
+        return ASYNC_FOREVER;
+    unsigned alive = atomic_load(&wp->nalive);
+    if (atomic_load(&wp->nblocked) >= alive && work_visible(wp))
+        all_blocked(wp);
+    return atomic_load(&wp->spawn_failed) ? async_now() + SPAWN_RETRY_NS : ASYNC_FOREVER;
+}
+
+/* ---------------------------------------------------- fiber caches */
+
+static void sched_main(void *transfer);
+
+/* A fiber to switch to that starts the loop afresh; NULL: no stack. */
+static struct async_fiber *cache_get(struct async_worker *w)
+{
+    struct async_fiber *f = w->cache;
+    if (f) {
+        w->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
+        w->ncache--;
+        async__fiber_reset(f, sched_main);
+    } else {
+        f = async__fiber_new(w->pool->stacks, sched_main);
+        if (!f)
+            return NULL;
+        atomic_fetch_add_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+    }
+    f->pool = w->pool;
+    return f;
+}
+
+static void cache_put(struct async_worker *w, struct async_fiber *f)
+{
+    if (w->ncache < FIBER_CACHE) {
+        atomic_store_explicit(&f->state, ASYNC_F_FREE, memory_order_release);
+        atomic_store_explicit(&f->next, w->cache, memory_order_relaxed);
+        w->cache = f;
+        w->ncache++;
+        return;
+    }
+    atomic_fetch_sub_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+    async__fiber_release(f);
+}
+
+static void cache_flush(struct async_worker *w)
+{
+    while (w->cache) {
+        struct async_fiber *f = w->cache;
+        w->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+        async__fiber_release(f);
+    }
+    w->ncache = 0;
+}
+
+/* ------------------------------------------------- runnable fibers */
+
+/* Put a runnable fiber where its pool will run it: the calling worker's
+ * run-next slot when it is one of the pool's workers (the old occupant
+ * moves to its deque), else the pool's fiber injection queue. */
+static void fiber_push(struct async_fiber *f, bool runnext)
+{
+    struct async_pool *pool = f->pool;
+    struct async_worker *w = async__tls_get()->worker;
+    if (w && w->pool == pool) {
+        struct async_fiber *old = runnext
+            ? atomic_exchange_explicit(&w->runnext, f, memory_order_acq_rel) : f;
+        if (!old)
+            return;   /* run-next: see the opening comment */
+        if (async__deque_push(&w->dq, fiber_item(old)) != 0)
+            mpsc_push(&pool->finj, old);   /* no memory to grow: shared queue */
+    } else {
+        mpsc_push(&pool->finj, f);
+    }
+    async__signal_work(pool);
+}
+
+static void ready(struct async_fiber *f)
+{
+    fiber_push(f, true);
+}
+
+void async__sched_init(void)
+{
+    async__ready_hook = ready;
+}
+
+/* The first thing after every switch: deal with the fiber we came from. */
+static void land(void *transfer)
+{
+    uintptr_t t = (uintptr_t)transfer;
+    struct async_fiber *prev = (struct async_fiber *)(t & ~(uintptr_t)3);
+    if (!prev)
+        return;
+    switch ((int)(t & 3)) {
+    case T_RELEASE:
+        cache_put(async__tls_get()->worker, prev);
+        break;
+    case T_PARK: {
+        uint32_t s = ASYNC_F_PARKING;
+        if (!atomic_compare_exchange_strong_explicit(&prev->state, &s, ASYNC_F_PARKED,
+                memory_order_seq_cst, memory_order_seq_cst)) {
+            /* WOKEN: a wake came while it was switching away */
+            atomic_store_explicit(&prev->state, ASYNC_F_RUNNABLE, memory_order_relaxed);
+            fiber_push(prev, false);
+        }
+        break;
+    }
+    case T_YIELD:
+        atomic_store_explicit(&prev->state, ASYNC_F_RUNNABLE, memory_order_relaxed);
+        mpsc_push(&prev->pool->finj, prev);
+        async__signal_work(prev->pool);
+        break;
+    }
+}
+
+/* Switch from the running fiber to `to`, which this worker now runs. */
+static void *switch_to(struct async_fiber *self, struct async_fiber *to, uintptr_t how,
+                       bool leaving)
+{
+    async__tls_get()->fiber = to;
+    return async__fiber_switch(self, to, (void *)((uintptr_t)self | how), leaving);
+}
+
+/* From the loop: run the parked task on f; this stack is left for good. */
+_Noreturn static void resume(struct async_worker *w, struct async_fiber *f)
+{
+    atomic_store_explicit(&f->state, ASYNC_F_RUNNING, memory_order_relaxed);
+    wcount(w, ASYNC_C_RESUMED);
+    switch_to(async__fiber_self(), f, T_RELEASE, true);
+    async__abort(__FILE__, __LINE__, "a released fiber was resumed");
+}
+
+/*
+ * Park the running task's fiber (its state is PARKING): switch to the
+ * worker's run-next fiber or to a fresh loop. Returns once the fiber has
+ * been resumed (by any worker), true; false when there was nowhere to
+ * switch to (no stack): the caller then blocks the thread instead.
+ */
+bool async__fiber_park(struct async_fiber *self)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    struct async_fiber *next = NULL;
+    if (w->streak < RUNNEXT_MAX &&
+        atomic_load_explicit(&w->runnext, memory_order_relaxed) &&
+        (next = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acq_rel)) != NULL) {
+        w->streak++;
+        atomic_store_explicit(&next->state, ASYNC_F_RUNNING, memory_order_relaxed);
+        wcount(w, ASYNC_C_RESUMED);
+    } else if ((next = cache_get(w)) == NULL) {
+        return false;
+    }
+    wcount(w, ASYNC_C_PARKED);
+    atomic_store_explicit(&w->turns, w->turns + 1, memory_order_relaxed);
+    land(switch_to(self, next, T_PARK, false));
+    return true;
+}
+
+/* async_yield on a stack fiber: to the back of the pool's queue. */
+bool async__fiber_yield(struct async_fiber *self)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    struct async_fiber *next = cache_get(w);
+    if (!next)
+        return false;
+    wcount(w, ASYNC_C_PARKED);
+    land(switch_to(self, next, T_YIELD, false));
+    return true;
+}
+
+/* -------------------------------------------------------- workers */
+
+/* v's run-next fiber, if this thief has watched it sit there while v made
+ * no progress for RUNNEXT_GRACE. */
+static struct async_fiber *steal_runnext(struct async_worker *w, struct async_worker *v,
+                                         int64_t now)
+{
+    struct async_fiber *f = atomic_load_explicit(&v->runnext, memory_order_acquire);
+    if (!f)
+        return NULL;
+    unsigned turns = atomic_load_explicit(&v->turns, memory_order_relaxed);
+    if (w->peek_v != v || w->peek_f != f || w->peek_turns != turns) {
+        w->peek_v = v;
+        w->peek_f = f;
+        w->peek_turns = turns;
+        w->peek_at = now;
+        return NULL;
+    }
+    if (now - w->peek_at < RUNNEXT_GRACE ||
+        !atomic_compare_exchange_strong_explicit(&v->runnext, &f, NULL,
+                memory_order_acq_rel, memory_order_relaxed))
+        return NULL;
+    w->peek_v = NULL;
+    return f;
+}
+
+static void *steal_from(struct async_worker *w, int64_t now)
+{
+    struct async_pool *pool = w->pool;
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    if (n < 2)
+        return NULL;
+    unsigned start = (unsigned)(async__rand() % n);
+    for (unsigned i = 0; i < n; i++) {
+        struct async_worker *v = pool->slots[(start + i) % n];
+        if (v == w)
+            continue;
+        void *it = async__deque_steal(&v->dq);
+        if (!it && v->pool->stacks) {
+            struct async_fiber *f = steal_runnext(w, v, now);
+            it = f ? fiber_item(f) : NULL;
+        }
+        if (it) {
+            wcount(w, ASYNC_C_STOLEN);
+            return it;
+        }
+    }
+    return NULL;
+}
+
+static void *inject_take(struct async_pool *pool)
+{
+    struct async_fiber *f = mpsc_pop(&pool->finj);
+    return f ? fiber_item(f) : mpsc_pop(&pool->inj);
+}
+
+static void *search(struct async_worker *w)
+{
+    struct async_pool *pool = w->pool;
+    if (!w->searching) {
+        unsigned busy = atomic_load(&pool->nalive) - atomic_load(&pool->nidle);
+        if (2 * atomic_load(&pool->nsearching) >= busy)
+            return NULL;   /* enough searchers already */
+        w->searching = true;
+        atomic_fetch_add_explicit(&pool->nsearching, 1, memory_order_seq_cst);
+    }
+    int64_t now = async_now(), until = now + SEARCH_NS;
+    for (unsigned round = 0;; round++) {
+        void *it = steal_from(w, now);
+        if (!it)
+            it = inject_take(pool);
+        if (it)
+            return it;
+        if (atomic_load_explicit(&pool->h.phase, memory_order_relaxed) != PH_RUNNING &&
+            !pool->stacks)
+            return NULL;
+        if ((round & 7) == 7) {
+            now = async_now();
+            if (now >= until)
+                return NULL;
+            if (async__timers_due(pool, now))
+                return NULL;   /* back to the loop, which runs them */
+        }
+        sched_yield();
+    }
+}
+
+static void *find_work(struct async_worker *w)
+{
+    struct async_pool *pool = w->pool;
+    void *it = NULL;
+    if (++w->tick % FAIR_TICK == 0)
+        it = inject_take(pool);
+    if (!it && atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
+        struct async_fiber *f = atomic_exchange_explicit(&w->runnext, NULL,
+                                                         memory_order_acq_rel);
+        it = f ? fiber_item(f) : NULL;
+    }
+    if (!it)
+        it = async__deque_pop(&w->dq);
+    if (!it)
+        it = inject_take(pool);
+    if (!it)
+        it = search(w);
+    if (it && w->searching) {
+        /* The last searcher found work: there may be more, wake another. */
+        w->searching = false;
+        if (atomic_fetch_sub_explicit(&pool->nsearching, 1, memory_order_seq_cst) == 1)
+            async__signal_work(pool);
+    }
+    return it;
+}
+
+static void run_popped(struct future *f)
+{
+    if (async__task_claim(f))
+        async__task_run(f);
+    async__record_release(f);   /* the queue's reference */
+}
+
+/* Park until there is work (or a timer is due). false: this worker should
+ * leave its loop. */
+static bool go_idle(struct async_worker *w)
+{
+    struct async_pool *pool = w->pool;
+    stop_searching(w);   /* before joining the idle list: a waker that takes
+                            us off it makes us a searcher again */
+    idle_push(w);
+    ASYNC_FENCE();
+    int ph = atomic_load(&pool->h.phase);
+    if (ph == PH_DRAINING && async__quiescent(pool))
+        async__set_stopping(pool);
+    if (should_exit(pool) || work_visible(pool) ||
+        async__timers_due(pool, async_now())) {
+        idle_remove(w);
+        return !should_exit(pool);
+    }
+    bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
+    int64_t retire = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
+    for (;;) {
+        int64_t deadline = retire, t = async__timers_next(pool);
+        if (t != ASYNC_FOREVER && (deadline == ASYNC_FOREVER || t < deadline))
+            deadline = t;
+        async__park(w->parker, deadline);
+        ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
+        if (!w->idle) {
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return !should_exit(pool);
+        }
+        if (async__timers_due(pool, async_now())) {
+            idle_remove_locked(w);
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return true;
+        }
+        if (retire != ASYNC_FOREVER && async__deadline_passed(retire) &&
+            atomic_load(&pool->nalive) > atomic_load(&pool->threads)) {
+            idle_remove_locked(w);
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return false;   /* an idle replacement retires */
+        }
+        ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+    }
+}
+
+/* The worker loop; returns when the worker should exit. It may be resumed
+ * on another worker's thread (goroutine mode), so it asks which worker it is
+ * at every turn. */
+static void loop(void)
+{
+    for (;;) {
+        struct async_worker *w = async__tls_get()->worker;
+        struct async_pool *pool = w->pool;
+        if (should_exit(pool))
+            return;
+        w->streak = 0;
+        atomic_store_explicit(&w->turns, w->turns + 1, memory_order_relaxed);
+        async__timers_run(pool);
+        void *it = find_work(w);
+        if (it) {
+            struct async_fiber *f = item_fiber(it);
+            if (f)
+                resume(w, f);
+            if (async__pool_phase_cancelling(pool)) {
+                /* goroutine mode waits out its parked tasks; queued ones
+                 * are cancelled, never started */
+                async__future_cancel_pending(it);
+                async__record_release(it);
+                continue;
+            }
+            run_popped(it);
+            continue;
+        }
+        if (!go_idle(w))
+            return;
+    }
+}
+
+/* Every loop fiber starts here. */
+static void sched_main(void *transfer)
+{
+    async__fiber_landed(async__fiber_self());
+    land(transfer);
+    loop();
+    /* Leaving: back to the thread's own stack, which releases this fiber. */
+    struct async_worker *w = async__tls_get()->worker;
+    switch_to(async__fiber_self(), w->thread_fiber, T_RELEASE, true);
+    async__abort(__FILE__, __LINE__, "a worker's exit returned");
+}
+
+static void *worker_main(void *arg)
+{
+    struct async_worker *w = arg;
+    struct async_pool *pool = w->pool;
+    struct async_tls *t = async__tls_get();
+    t->worker = w;
+    t->parker = w->parker;
+    async__tls_register();
+    char name[16];
+    snprintf(name, sizeof name, "%.11s-%u", pool->h.name, w->index);
+    pthread_setname_np(pthread_self(), name);
+    struct async_fiber *f = pool->stacks ? cache_get(w) : NULL;
+    if (f) {
+        w->thread_fiber = &t->self;
+        t->fiber = f;
+        void *tr = async__fiber_switch(&t->self, f, NULL, false);
+        t = async__tls_get();
+        t->fiber = NULL;
+        land(tr);
+        cache_flush(w);
+    } else {
+        loop();   /* thread mode (or no stack to start with: the same) */
+    }
+    stop_searching(w);
+    ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
+    w->dead = true;
+    atomic_fetch_sub(&pool->nalive, 1);
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
+    /* The parker stays with the worker record (reused by a replacement in
+     * this slot), not with the thread. */
+    t->parker = NULL;
+    t->worker = NULL;
+    return NULL;
+}
+
+/* ----------------------------------------------------- submission */
+
+static bool accepts(struct async_pool *pool, int ph)
+{
+    if (ph == PH_RUNNING)
+        return true;
+    if (ph != PH_DRAINING)
+        return false;
+    struct future *cur = async__current_task();
+    return cur && cur->pool == pool;   /* own work during a drain */
+}
+
+int async__pool_submit(struct async_pool *pool, struct future *f)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (w && w->pool == pool) {
+        if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_acquire)))
+            return ECANCELED;
+        wcount(w, ASYNC_C_SUBMITTED);
+        if (async__deque_push(&w->dq, f) != 0)
+            mpsc_push(&pool->inj, f);   /* no memory to grow: the shared queue */
+        async__signal_work(pool);
+        return 0;
+    }
+    atomic_fetch_add_explicit(&pool->ext_submitting, 1, memory_order_seq_cst);
+    if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst))) {
+        atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
+        return ECANCELED;
+    }
+    atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
+    mpsc_push(&pool->inj, f);
+    atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
+    async__signal_work(pool);
+    return 0;
+}
+
+bool async__pool_pop_local(struct future *f)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (!w || w->pool != f->pool || async__deque_peek_bottom(&w->dq) != f)
+        return false;
+    return async__deque_pop(&w->dq) == f;
+}
+
+bool async__pool_cancelling(const struct async_pool *pool)
+{
+    return pool && async__pool_phase_cancelling(pool);
+}
+
+static void outside_leave(struct async_pool *pool)
+{
+    /* Read the destroyer before the decrement: after it the pool may go. */
+    struct async_parker *d = atomic_load(&pool->destroyer);
+    if (atomic_fetch_sub_explicit(&pool->outside_running, 1, memory_order_seq_cst) == 1 && d)
+        async__unpark(d);
+}
+
+/* Dekker with pool_stop: it stores the phase, then reads outside_running;
+ * we increment, then read the phase. A cancelling pool's destroyer cancels
+ * every queued task itself, so nobody else may claim one then. */
+bool async__pool_inline_begin(struct async_pool *pool)
+{
+    atomic_fetch_add_explicit(&pool->outside_running, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->h.phase, memory_order_seq_cst) == PH_CANCELLING) {
+        outside_leave(pool);
+        return false;
+    }
+    return true;
+}
+
+void async__pool_inline_end(struct async_pool *pool)
+{
+    int ph = atomic_load(&pool->h.phase);
+    if (ph == PH_DRAINING && async__quiescent(pool))
+        async__set_stopping(pool);
+    outside_leave(pool);
+}

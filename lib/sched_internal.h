@@ -1,0 +1,120 @@
+/*
+ * lib/sched_internal.h — the pool record, shared by the scheduler (sched.c) and the
+ * pool's life cycle (pool.c). Never installed.
+ *
+ * Fields and their guards:
+ *   h.log, h.log_ctx, h.name, threads (lowered once at create), max_threads,
+ *   stacks, slots[] array itself               immutable after create
+ *   slots[i] contents, nslots, worker dead/has_thread, saturated,
+ *   spawn_failed                               pool->lock
+ *   idle_top, worker idle/idle_next, worker searching while idle
+ *                                              pool->idle_lock
+ *   inj.tail, finj.tail                        written under the queue's
+ *                                              lock; read lock-free by the
+ *                                              emptiness check
+ *   heap, ntimers, cap                         timer_lock
+ *   h.phase, nsearching, nidle, nblocked, nalive, peak, ext_*,
+ *   outside_running, destroyer, timer_next, nstacks
+ *                                              atomics (seq_cst where a
+ *                                              Dekker pair says so)
+ *   worker counters c[]                        written by the owner only
+ *                                              (relaxed load+store), summed
+ *                                              by readers
+ */
+#ifndef ASYNC_SCHED_INTERNAL_H
+#define ASYNC_SCHED_INTERNAL_H
+
+#include "internal.h"
+
+enum { PH_RUNNING, PH_DRAINING, PH_STOPPING, PH_CANCELLING = ASYNC_PH_CANCELLING };
+
+/* Vyukov's intrusive MPSC queue; nodes link through their first word
+ * (struct future and struct async_fiber both start with `next`). */
+struct async_qnode {
+    void *_Atomic next;
+};
+struct async_mpsc {
+    struct async_qnode *_Atomic head;          /* producers exchange it */
+    char                pad0[ASYNC_CACHELINE - sizeof(void *)];
+    struct async_qnode *_Atomic tail;          /* written under lock */
+    async_lock_t        lock;                  /* consumers serialise */
+    struct async_qnode *stub;                  /* the dummy node */
+    char                pad1[ASYNC_CACHELINE - 2 * sizeof(void *) - sizeof(async_lock_t)];
+};
+
+/* One pending deadline of a parked fiber: on the fiber's stack, in its
+ * pool's heap while idx != ASYNC_NO_TIMER. */
+#define ASYNC_NO_TIMER SIZE_MAX
+struct async_timer {
+    int64_t   when;
+    uintptr_t target;
+    size_t    idx;
+};
+
+struct async_pool {
+    struct async_pool_head h;       /* first: phase, shared counters, log */
+    struct async_mpsc    inj;       /* new tasks from outside the workers */
+    struct async_mpsc    finj;      /* runnable fibers from outside */
+
+    /* written by workers as they search, idle and block */
+    _Atomic unsigned     nsearching, nidle, nblocked, nalive, peak;
+    char                 pad2[ASYNC_CACHELINE - 5 * sizeof(unsigned)];
+    /* written by threads that are not workers (submitting, running inline) */
+    _Atomic unsigned     ext_submitting, outside_running;
+    struct async_parker *_Atomic destroyer;
+    char                 pad3[ASYNC_CACHELINE];
+
+    /* configuration: immutable after create */
+    _Atomic unsigned     threads;            /* lowered if fewer start */
+    unsigned             max_threads;
+    struct async_stack_class *stacks;        /* NULL: thread mode */
+
+    pthread_mutex_t      lock;
+    struct async_worker **slots;             /* max_threads entries */
+    _Atomic unsigned     nslots;
+    _Atomic bool         saturated;          /* written under lock */
+    _Atomic bool         spawn_failed;       /* written under lock */
+
+    pthread_mutex_t      idle_lock;
+    struct async_worker *idle_top;           /* guarded by idle_lock */
+
+    async_lock_t         timer_lock;
+    struct async_timer **heap;               /* min-heap on when */
+    size_t               ntimers, cap;
+    _Atomic int64_t      timer_next;         /* heap[0]->when, or INT64_MAX */
+    _Atomic size_t       nstacks;            /* stacks this pool's workers hold */
+};
+
+_Static_assert(offsetof(struct async_pool, h) == 0,
+               "the layers below read the pool's head at offset 0");
+
+/* sched.c, for block.c and timer.c */
+void    async__signal_work(struct async_pool *pool);
+void    async__kick_idle(struct async_pool *pool);
+void    async__block_enter(void);    /* a worker parks its thread */
+void    async__block_exit(void);
+int64_t async__block_retry(void);
+bool    async__fiber_park(struct async_fiber *self);
+bool    async__fiber_yield(struct async_fiber *self);
+size_t  async__pool_parked(struct async_pool *pool);
+
+/* timer.c */
+int     async__timer_add(struct async_pool *pool, struct async_timer *t);  /* 0 | ENOMEM */
+void    async__timer_del(struct async_pool *pool, struct async_timer *t);
+void    async__timers_run(struct async_pool *pool);     /* wake what is due */
+bool    async__timers_due(struct async_pool *pool, int64_t now);
+int64_t async__timers_next(struct async_pool *pool);    /* ASYNC_FOREVER: none */
+void    async__timers_fini(struct async_pool *pool);
+
+/* sched.c, for pool.c */
+int  async__mpsc_init(struct async_mpsc *q);
+void async__mpsc_fini(struct async_mpsc *q);
+struct future *async__inject_pop_all_leftover(struct async_pool *pool);
+int  async__spawn_locked(struct async_pool *pool);
+void async__wake_all_idle(struct async_pool *pool);
+void async__set_stopping(struct async_pool *pool);
+bool async__quiescent(struct async_pool *pool);
+void async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS]);
+void async__sched_init(void);
+
+#endif /* ASYNC_SCHED_INTERNAL_H */
