@@ -4,6 +4,7 @@
  * Layers, bottom up (nothing below includes what is above):
  *   alloc.c    every allocation (with a test hook that fails the Nth one)
  *   time.c     the clock, deadlines as timespecs
+ *   cpus.c     the CPUs the process may use (affinity, cgroup quota)
  *   park.c     the per-thread parker, the short lock, the waiter and the one
  *              wait loop every blocking call goes through
  *   task.c     the task record's life: init, claim, run (frame, defers,
@@ -91,6 +92,13 @@ struct timespec async__timespec(int64_t ns);
 static inline int async__deadline_valid(int64_t d) { return d >= -1 ? 0 : EINVAL; }
 /* true when a finite deadline has passed */
 bool async__deadline_passed(int64_t deadline);
+
+/* ------------------------------------------------------------- cpus.c */
+
+/* The CPUs this process may use: the smaller of its affinity mask and its
+ * cgroup v2 quota (cpu.max, rounded up); at least 1. The default pool size
+ * when $ASYNC_THREADS is not set. */
+unsigned async__cpu_count(void);
 
 /* ------------------------------------------------------------- park.c */
 
