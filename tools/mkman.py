@@ -192,7 +192,7 @@ def parse_header(path):
             continue            # an exported variable: not a function
         decl = re.sub(r'\bASYNC_API\s+', '', decl)
         decl = re.sub(r'\s*ASYNC_PRINTF\([^)]*\)', '', decl)
-        decl = decl.replace('ASYNC_NORETURN', '_Noreturn')
+        decl = decl.replace('ASYNC_NORETURN ', '_Noreturn ')
         functions.append(Function(name.group(1), decl, comment, path))
     typedefs = [t.group(0) for t in TYPEDEF.finditer(text)]
     return overview, functions, typedefs
