@@ -6,7 +6,7 @@
 # A compiler that is not installed is skipped (CI installs both).
 #
 # async/version.h is configured by the build from version.h.in; it is made
-# here the same way, from meson.build's project version.
+# here the same way (tools/version_h.sh).
 #
 # Ends with "N passed, M failed" (one count per header, compiler and standard).
 set -uo pipefail
@@ -15,12 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-version=$(sed -n "s/^ *version : '\([0-9.]*\)'.*/\1/p" meson.build | head -n 1)
-IFS=. read -r major minor patch <<<"$version"
-mkdir -p "$tmp/include/async"
-sed -e "s/@ASYNC_VERSION@/$version/" -e "s/@ASYNC_VERSION_MAJOR@/$major/" \
-    -e "s/@ASYNC_VERSION_MINOR@/$minor/" -e "s/@ASYNC_VERSION_PATCH@/$patch/" \
-    include/async/version.h.in >"$tmp/include/async/version.h"
+tools/version_h.sh "$tmp/include" || exit 1
 
 headers=(async.h)
 for h in include/async/*.h include/async/*.h.in; do
