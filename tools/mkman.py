@@ -171,7 +171,8 @@ def field_start(line):
     return out
 
 
-DECL = re.compile(r'(/\*(?:(?!\*/).)*\*/)\s*(ASYNC_API\b[^;{]*;)', re.S)
+# A declaration, with the comment right above it when there is one.
+DECL = re.compile(r'(?:(/\*(?:(?!\*/).)*\*/)\s*)?^(ASYNC_API\b[^;{]*;)', re.S | re.M)
 TYPEDEF = re.compile(r'^typedef\b[^;{]*(?:\{[^}]*\}[^;]*)?;', re.S | re.M)
 
 
@@ -183,7 +184,7 @@ def parse_header(path):
         overview = m.group(1)
     functions = []
     for m in DECL.finditer(text):
-        comment, decl = m.group(1), m.group(2)
+        comment, decl = m.group(1) or '', m.group(2)
         # the comment must be the last one before the declaration
         comment = comment[comment.rfind('/*'):]
         decl = ' '.join(decl.split())
