@@ -32,11 +32,12 @@ mkdir -p "$FUZZ_BUILD/corpus" "$FUZZ_BUILD/artifacts" || exit 1
 bin="$FUZZ_BUILD/fuzz_api"
 
 echo "fuzz: building $bin with $CC"
+tools/version_h.sh "$FUZZ_BUILD/include" || exit 1   # async/version.h, as meson makes it
 read -r -a extra_flags <<<"$FUZZ_CFLAGS"
 "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Wall -Wextra -Werror "${extra_flags[@]}" \
-    -Iinclude -Ilib lib/*.c test/fuzz/fuzz_api.c \
+    -Iinclude -I"$FUZZ_BUILD/include" -Ilib lib/*.c test/fuzz/fuzz_api.c \
     -o "$bin" -lpthread -ldl || { echo "fuzz: build FAILED"; exit 1; }
 
 rm -f "$FUZZ_BUILD"/artifacts/*

@@ -7,6 +7,7 @@
  * (async__ready_hook, set by sched.c):
  *   alloc.c    every allocation (with a test hook that fails the Nth one)
  *   time.c     the clock, deadlines as timespecs
+ *   cpus.c     the CPUs the process may use (affinity, cgroup quota)
  *   tls.c      the thread's state and the accessor that survives migration
  *   park.c     the per-thread parker, the short lock, wait queues, and the
  *              registry of wake targets (parkers and fibers by 32-bit id)
@@ -233,6 +234,13 @@ static inline struct async_fiber *async__fiber_self(void)
     struct async_tls *t = async__tls_get();
     return ASYNC_LIKELY(t->fiber != NULL) ? t->fiber : &t->self;
 }
+
+/* ------------------------------------------------------------- cpus.c */
+
+/* The CPUs this process may use: the smaller of its affinity mask and its
+ * cgroup v2 quota (cpu.max, rounded up); at least 1. The default pool size
+ * when $ASYNC_THREADS is not set. */
+unsigned async__cpu_count(void);
 
 /* ------------------------------------------------------------- park.c */
 

@@ -48,18 +48,12 @@
 
 /* ------------------------------------------------ create, destroy */
 
-static unsigned online_cpus(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
-}
-
 static unsigned env_threads(void)
 {
     static _Atomic bool warned;
     const char *s = getenv("ASYNC_THREADS");
     if (!s || !*s)
-        return online_cpus();
+        return async__cpu_count();
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
@@ -67,8 +61,8 @@ static unsigned env_threads(void)
         return (unsigned)v;
     if (!atomic_exchange(&warned, true))
         fprintf(stderr, "libasync: ignoring ASYNC_THREADS=\"%s\" (want 1..%d); using %u\n",
-                s, ENV_THREADS_MAX, online_cpus());
-    return online_cpus();
+                s, ENV_THREADS_MAX, async__cpu_count());
+    return async__cpu_count();
 }
 
 /* The stack size a config asks for: 0 and ASYNC_STACK_THREAD as they are,

@@ -4,6 +4,8 @@
  */
 #include "testutil.h"
 
+#include "internal.h"
+
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,8 +162,7 @@ unsigned tu_blocked(const async_pool_stats_t *s)
 
 unsigned tu_cpus(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (unsigned)n : 1;
+    return async__cpu_count();   /* affinity and cgroup quota: test_cpus.c */
 }
 
 bool tu_pool_quiet(async_pool_t *pool, async_pool_stats_t *out)

@@ -42,10 +42,16 @@
 #  define ASYNC_PRINTF(f, a)
 #endif
 
-#ifdef __cplusplus
+/* GNU's attribute works in C99 and C++ and after ASYNC_API, where C++'s
+ * [[noreturn]] may not stand; _Noreturn is C11 only (and obsolescent in C23). */
+#if defined(__GNUC__)
+#  define ASYNC_NORETURN __attribute__((noreturn))
+#elif defined(__cplusplus)
 #  define ASYNC_NORETURN [[noreturn]]
-#else
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #  define ASYNC_NORETURN _Noreturn
+#else
+#  define ASYNC_NORETURN
 #endif
 
 #define ASYNC_FOREVER     ((int64_t)-1)

@@ -41,30 +41,51 @@ typedef enum future_state {
 
 /*
  * async_run — run fn(arg) on the default pool.
- *   Blocks:        no.
- *   Ownership:     arg stays the caller's; the returned handle is the
- *                  caller's, ended with future_free.
- *   Returns:       the future, or NULL with errno: EINVAL (fn NULL), ENOMEM,
- *                  ECANCELED (the default pool is shutting down), or an error
- *                  of async_default_pool.
+ *   Blocks:        no (the first use creates the default pool, see
+ *                  async_default_pool).
+ *   Thread-safety: any thread, pool tasks included; not concurrently with
+ *                  async_shutdown (see there).
+ *   Ownership:     arg stays the caller's and must stay valid until fn is
+ *                  done with it; the returned handle is the caller's, ended
+ *                  with future_free.
+ *   Returns:       the future, or NULL with errno: EINVAL (fn NULL);
+ *                  ENOMEM (no memory for the task); ECANCELED (the default
+ *                  pool is shutting down); EAGAIN (the default pool could not
+ *                  be created: no worker thread started).
  */
 ASYNC_API future_t *async_run(async_fn fn, void *arg);
 
 /*
  * async_run_on — run fn(arg) on pool (NULL: the default pool).
- *   Returns:       as async_run; ECANCELED when the pool is being destroyed
- *                  (draining accepts submissions only from its own tasks).
+ *   Blocks:        no.
+ *   Thread-safety: any thread, pool tasks included, until
+ *                  async_pool_destroy(pool) has returned (the pool must not
+ *                  be used after that).
+ *   Ownership:     as async_run.
+ *   Returns:       the future, or NULL with errno: EINVAL (fn NULL); ENOMEM;
+ *                  ECANCELED (the pool is being destroyed: draining accepts
+ *                  submissions only from its own tasks, cancelling from
+ *                  none); EAGAIN (pool NULL and the default pool could not be
+ *                  created).
  */
 ASYNC_API future_t *async_run_on(async_pool_t *pool, async_fn fn, void *arg);
 
 /*
- * async_submit — the general form: with arg_size > 0 the arg_size bytes at
- *                  arg are copied into the task and fn receives a pointer to
- *                  that copy (valid until fn returns, aligned for any type):
- *                  a C closure, so the caller may pass a struct on its stack.
- *                  arg_size 0: as async_run_on.
- *   Returns:       as async_run_on; EINVAL also for arg NULL with arg_size > 0,
- *                  ENOMEM for an arg_size that cannot be allocated.
+ * async_submit — run fn on pool (NULL: the default pool) with a copy of
+ *                  arg_size bytes of arg: a C closure.
+ *   With arg_size > 0 the arg_size bytes at arg are copied into the task and
+ *   fn receives a pointer to that copy (valid until fn returns, aligned for
+ *   any type), so the caller may pass a struct on its stack. With arg_size 0
+ *   it is async_run_on.
+ *   Blocks:        no.
+ *   Thread-safety: as async_run_on.
+ *   Ownership:     arg is only read during the call; the copy belongs to the
+ *                  task. The returned handle is the caller's (future_free).
+ *   Returns:       the future, or NULL with errno: EINVAL (fn NULL, or arg
+ *                  NULL with arg_size > 0); ENOMEM (no memory for the task,
+ *                  including an arg_size that cannot be allocated);
+ *                  ECANCELED (the pool is being destroyed); EAGAIN (pool NULL
+ *                  and the default pool could not be created).
  */
 ASYNC_API future_t *async_submit(async_pool_t *pool, async_fn fn, const void *arg,
                                  size_t arg_size);
@@ -76,12 +97,18 @@ ASYNC_API future_t *async_submit(async_pool_t *pool, async_fn fn, const void *ar
  *                  awaited task waits for may be run; else the caller parks
  *                  (a worker then counts as blocked).
  *   Thread-safety: any number of threads, any number of times; every call
- *                  answers the same.
+ *                  answers the same. The handle must stay valid for the whole
+ *                  wait: future_free on it must not run concurrently.
+ *   Ownership:     the value in *result is the task's return value; what it
+ *                  points to is the program's business (the library never
+ *                  frees it).
  *   Returns:       0 with the task's return value in *result (result may be
  *                  NULL); the failure code of a FAILED future (see
  *                  async_panic, promise_fail; EPIPE for a broken promise);
  *                  ECANCELED when the future was cancelled, or when the
- *                  calling task is cancelled while it waits; EINVAL (f NULL).
+ *                  calling task is cancelled while it waits; ENOMEM (this
+ *                  thread's first wait found no memory for its parker);
+ *                  EINVAL (f NULL).
  *                  *result is untouched unless 0 is returned.
  */
 ASYNC_API int future_get(future_t *f, void **result);
@@ -91,6 +118,8 @@ ASYNC_API int future_get(future_t *f, void **result);
  *   Blocks:        until done or the deadline; with a finite deadline it only
  *                  waits, it never runs tasks, so it returns on time.
  *                  ASYNC_FOREVER behaves exactly as future_get.
+ *   Thread-safety: as future_get.
+ *   Ownership:     as future_get.
  *   Returns:       as future_get, plus ETIMEDOUT (deadline passed), EAGAIN
  *                  (deadline 0 and not done), EINVAL (deadline below -1).
  */
@@ -98,18 +127,36 @@ ASYNC_API int future_get_until(future_t *f, void **result, int64_t deadline);
 
 /*
  * future_state — the future's state now.
- *   Blocks: no. Returns FUTURE_FAILED for NULL.
+ *   Blocks:        no.
+ *   Thread-safety: any thread, concurrently with the task, its waiters and
+ *                  future_cancel; the answer may be stale at once, except
+ *                  that a done state never changes.
+ *   Returns:       FUTURE_PENDING, FUTURE_RUNNING, FUTURE_SUCCEEDED,
+ *                  FUTURE_FAILED or FUTURE_CANCELLED; FUTURE_FAILED for NULL.
+ *                  Never sets errno.
  */
 ASYNC_API future_state_t future_state(const future_t *f);
 
-/* future_done — true when SUCCEEDED, FAILED or CANCELLED; false for NULL. */
+/*
+ * future_done — whether the future is done (SUCCEEDED, FAILED or CANCELLED).
+ *   Blocks:        no.
+ *   Thread-safety: as future_state; once true, it stays true.
+ *   Returns:       true when done; false when pending or running, and for
+ *                  NULL. Never sets errno.
+ */
 ASYNC_API bool future_done(const future_t *f);
 
 /*
- * future_error — the failure message of a FAILED future ("broken promise" for
- *                  a promise freed unfulfilled; "" when the failure gave no
- *                  format), NULL otherwise or for NULL. The string lives as
- *                  long as any handle to the future.
+ * future_error — the failure message of a FAILED future.
+ *   Blocks:        no.
+ *   Thread-safety: any thread; the message is written once, before the
+ *                  future turns FAILED, and never changes.
+ *   Ownership:     the string belongs to the future and lives as long as any
+ *                  handle to it; do not free it.
+ *   Returns:       the message ("broken promise" for a promise freed
+ *                  unfulfilled, "out of memory" when it could not be stored,
+ *                  "" when the failure gave no format); NULL when the future
+ *                  is not FAILED, and for NULL. Never sets errno.
  */
 ASYNC_API const char *future_error(const future_t *f);
 
@@ -121,7 +168,11 @@ ASYNC_API const char *future_error(const future_t *f);
  *   library inside it, one already blocked included, returns ECANCELED; the
  *   future completes with whatever the task does. On a promise's future it
  *   completes the future as CANCELLED.
- *   Blocks:        no.
+ *   Blocks:        no; it does not wait for a running task to stop.
+ *   Thread-safety: any thread (the task itself, a waiter, another task),
+ *                  concurrently with completion, waiters and other cancels;
+ *                  exactly one outcome wins. Not concurrently with
+ *                  future_free of the same handle.
  *   Returns:       0 (cancelled before it ran, or a promise's future);
  *                  EBUSY (running: asked to stop); EALREADY (already done);
  *                  EINVAL (f NULL).
@@ -129,9 +180,18 @@ ASYNC_API const char *future_error(const future_t *f);
 ASYNC_API int future_cancel(future_t *f);
 
 /*
- * future_free — drop the caller's handle. Never blocks, never cancels: a task
- *                  still queued or running goes on, detached. NULL is a no-op.
- *                  The handle must not be used afterwards.
+ * future_free — drop the caller's handle.
+ *   Never cancels: a task still queued or running goes on, detached, and its
+ *   return value is dropped unseen.
+ *   Blocks:        no.
+ *   Thread-safety: not with other calls on the same handle: no thread may be
+ *                  in future_get, future_cancel or any other call on it, or
+ *                  call one afterwards. Threads that need the future beyond
+ *                  the owner's free need handles of their own (for a promise,
+ *                  promise_future gives one per call).
+ *   Ownership:     ends the caller's handle; the task's memory is reclaimed
+ *                  once every handle is freed and the task is done. NULL is a
+ *                  no-op.
  */
 ASYNC_API void future_free(future_t *f);
 
@@ -140,9 +200,14 @@ ASYNC_API void future_free(future_t *f);
  *                  outcome.
  *   Blocks:        until all are done or the deadline; with ASYNC_FOREVER it
  *                  may run pending tasks inline, like future_get.
+ *   Thread-safety: as future_get, for each future of fs; the same future may
+ *                  appear more than once.
+ *   Ownership:     fs and the handles stay the caller's; read the outcomes
+ *                  with future_get or future_state afterwards.
  *   Returns:       0 when all are done (n == 0 included); ETIMEDOUT; EAGAIN
  *                  (deadline 0, some not done); ECANCELED (the calling task
- *                  was cancelled); EINVAL (fs NULL with n > 0, a NULL entry,
+ *                  was cancelled); ENOMEM (this thread's first wait found no
+ *                  memory for its parker); EINVAL (fs NULL with n > 0, a NULL entry,
  *                  a deadline below -1).
  */
 ASYNC_API int future_wait_all(future_t *const *fs, size_t n, int64_t deadline);
@@ -150,8 +215,10 @@ ASYNC_API int future_wait_all(future_t *const *fs, size_t n, int64_t deadline);
 /*
  * future_wait_any — wait until at least one future of fs[0..n) is done.
  *   index:         NULL, or receives the position of a done future (the lowest
- *                  when several are).
+ *                  when several are); written only when 0 is returned.
  *   Blocks:        until one is done or the deadline; never runs tasks inline.
+ *   Thread-safety: as future_get, for each future of fs.
+ *   Ownership:     fs and the handles stay the caller's.
  *   Returns:       0; ETIMEDOUT; EAGAIN; ECANCELED (calling task cancelled);
  *                  ENOMEM (more than a few futures, and no memory to wait on
  *                  them all); EINVAL (n == 0, fs NULL, a NULL entry, a deadline

@@ -38,9 +38,12 @@
  * (main) always block as in thread mode.
  *
  * The default pool is created on first use (async_run, async_default_pool),
- * sized by $ASYNC_THREADS or else the number of online CPUs. A bad
- * $ASYNC_THREADS (0, negative, not a number, above 4096) falls back to the CPU
- * count with one warning line on stderr. A program may return from main with
+ * sized by $ASYNC_THREADS or else the number of CPUs the process may use: the
+ * smaller of its affinity mask (taskset, cpusets) and its cgroup v2 CPU quota
+ * (cpu.max, rounded up), so that a container limited to 2 CPUs gets 2
+ * workers. A bad $ASYNC_THREADS (0, negative, not a number, above 4096) falls
+ * back to that count with one warning line on stderr: "libasync: ignoring
+ * ASYNC_THREADS=...". A program may return from main with
  * tasks in flight, as in Go: the default pool adds no exit-time wait.
  *
  * Not supported: fork() while a pool has live workers (the child has none of
@@ -127,7 +130,15 @@ ASYNC_API int async_pool_destroy(async_pool_t *pool, async_shutdown_t how);
 
 /*
  * async_default_pool — the process-wide default pool, created on first use.
- *   Returns:       the pool, or NULL with errno (as async_pool_create).
+ *   Blocks:        only the first call, while it starts the workers; calls
+ *                  racing with it wait for it and get the same pool.
+ *   Thread-safety: any thread; concurrent first calls create one pool.
+ *                  Not concurrently with async_shutdown (see there).
+ *   Ownership:     the library owns the pool: never pass it to
+ *                  async_pool_destroy; async_shutdown destroys it.
+ *   Returns:       the pool, or NULL with errno: ENOMEM; EAGAIN (not a single
+ *                  worker thread could be started). A failed creation is
+ *                  tried again by the next call.
  */
 ASYNC_API async_pool_t *async_default_pool(void);
 
@@ -155,7 +166,13 @@ ASYNC_API int async_shutdown(async_shutdown_t how);
  *   Blocks:        no. Counters are kept per worker and summed here, so the
  *                  snapshot is not atomic across fields: under load, queued is
  *                  an estimate; once the pool is quiet every field is exact.
- *   Returns:       0; EINVAL when out is NULL; errno of async_default_pool.
+ *   Thread-safety: any thread, pool tasks included, while the pool lives
+ *                  (not concurrently with its destroy, nor with
+ *                  async_shutdown for the default pool).
+ *   Ownership:     *out is the caller's; it is written only when 0 is
+ *                  returned.
+ *   Returns:       0; EINVAL (out NULL); ENOMEM or EAGAIN (pool NULL and the
+ *                  default pool could not be created).
  */
 ASYNC_API int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out);
 

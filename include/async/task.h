@@ -25,19 +25,26 @@ extern "C" {
 #endif
 
 /*
- * async_cancelled — true when the task running on this thread has been asked
+ * async_cancelled — whether the task running on this thread has been asked
  *                  to stop (future_cancel, or an ASYNC_CANCEL shutdown of its
- *                  pool); false outside a task.
- *   Blocks: no.
+ *                  pool).
+ *   Blocks:        no.
+ *   Thread-safety: any thread; it answers for the calling thread's own task
+ *                  (a task run inline by a waiter included).
+ *   Returns:       true once cancellation is requested (it stays true); false
+ *                  before, and outside a task. Never sets errno.
  */
 ASYNC_API bool async_cancelled(void);
 
 /*
- * async_defer — run fn(arg) when the calling task ends, by return or panic;
- *                  deferred functions run last-in first-out, before the future
- *                  completes. A deferred function may itself call async_panic:
- *                  its message replaces the task's, and the remaining deferred
- *                  functions still run.
+ * async_defer — run fn(arg) when the calling task ends, by return or panic.
+ *   Deferred functions run last-in first-out, on the task's thread, before
+ *   the future completes. A deferred function may itself call async_panic:
+ *   its message replaces the task's, and the remaining deferred functions
+ *   still run.
+ *   Blocks:        no.
+ *   Thread-safety: only from inside a task, for that task (a plain thread
+ *                  gets EINVAL).
  *   Ownership:     arg must outlive the task function: deferred functions
  *                  run after it has returned or been unwound, so arg must
  *                  not point into the task function's own stack frame.
@@ -59,8 +66,15 @@ ASYNC_API void async_yield(void);
 /*
  * async_panic — fail the running task with code err (err <= 0 becomes EIO)
  *                  and the printf-style message (fmt NULL: "").
- *   Never returns. Outside a task it prints the message on stderr and aborts,
- *   as an unrecovered panic does.
+ *   The task unwinds to its entry (longjmp: nothing in the C frames between
+ *   runs), its deferred functions run, the pool's log hook gets one line
+ *   "panic in task NAME: MESSAGE (error ERR)", and the future becomes FAILED
+ *   with err and the message (future_error). Outside a task it prints the
+ *   message on stderr and aborts, as an unrecovered panic does.
+ *   Blocks:        no; it never returns.
+ *   Thread-safety: any thread; it acts on the calling thread's task only.
+ *   Ownership:     the message is copied before unwinding.
+ *   Returns:       never.
  */
 ASYNC_API ASYNC_NORETURN void async_panic(int err, const char *fmt, ...) ASYNC_PRINTF(2, 3);
 

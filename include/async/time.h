@@ -34,7 +34,10 @@ ASYNC_API void async_sleep(int64_t ns);
 
 /*
  * async_sleep_until — sleep until the absolute deadline.
- *   Blocks:        until deadline, or until the calling task is cancelled.
+ *   Blocks:        until deadline, or until the calling task is cancelled;
+ *                  a deadline already passed returns at once. Inside a task
+ *                  the worker counts as blocked, as in async_sleep.
+ *   Thread-safety: any thread. Signals never shorten the sleep.
  *   Returns:       0 when the deadline was reached; ECANCELED when the
  *                  calling task was cancelled first; EINVAL for a deadline
  *                  below -1, or ASYNC_FOREVER outside a task (nothing could
