@@ -110,6 +110,48 @@ Test(time, sleep_until_forever_in_a_task_ends_with_ecanceled_when_cancelled)
     cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
 }
 
+struct overflow_sleep {
+    tu_gate_t started;
+    int64_t   ns;
+    bool      returned;
+};
+
+static void *overflow_sleep_task(void *arg)
+{
+    struct overflow_sleep *s = arg;
+    tu_gate_open(&s->started);
+    async_sleep(s->ns);
+    s->returned = true;
+    return NULL;
+}
+
+/* now + ns overflows: the sleep must saturate to forever (until cancelled),
+ * not wrap to a past deadline and return at once. */
+static void sleep_overflowing(int64_t ns)
+{
+    async_pool_t *pool = tu_pool(1, 0, NULL);
+    struct overflow_sleep s = { .ns = ns };
+    future_t *f = async_run_on(pool, overflow_sleep_task, &s);
+    cr_assert_not_null(f);
+    cr_assert(tu_gate_wait(&s.started));
+    async_pool_stats_t st = { 0 };
+    int64_t until = tu_deadline();
+    while (!future_done(f) && (async_pool_stats(pool, &st) != 0 || st.blocked == 0))
+        cr_assert(tu_spin_once(until), "the sleeping task never blocked");
+    cr_assert_not(future_done(f), "async_sleep(%lld) returned at once", (long long)ns);
+    cr_assert_eq(future_cancel(f), EBUSY);
+    cr_assert_eq(tu_get(f, NULL), 0);
+    cr_assert(s.returned);
+    future_free(f);
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+}
+
+Test(time, sleep_whose_end_overflows_lasts_until_cancelled)
+{
+    sleep_overflowing(INT64_MAX);
+    sleep_overflowing(INT64_MAX - async_now() + 1);
+}
+
 struct long_sleep {
     tu_gate_t started;
     int64_t   slept;

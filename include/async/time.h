@@ -23,7 +23,9 @@ ASYNC_API int64_t async_now(void);
 
 /*
  * async_sleep — sleep for ns nanoseconds, like Go's time.Sleep.
- *   Blocks:        yes, for ns (ns <= 0 returns at once). Inside a task the
+ *   Blocks:        yes, for ns (ns <= 0 returns at once; an ns so large that
+ *                  now + ns overflows sleeps forever, as far as any program
+ *                  can tell, until the deadline INT64_MAX). Inside a task the
  *                  worker counts as blocked, so the pool may start a
  *                  replacement; a cancellation request for the task (or an
  *                  ASYNC_CANCEL shutdown of its pool) ends the sleep early.
