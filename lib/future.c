@@ -334,15 +334,23 @@ int future_wait_all(future_t *const *fs, size_t n, int64_t deadline)
     return async__cancel_requested() ? ECANCELED : 0;
 }
 
+/* The lowest done entry. A future may complete while we scan, so an entry
+ * found done is only a bound: rescan below it until the scan finds nothing
+ * lower (done is forever, so each pass shrinks the bound and it ends). */
 static bool lowest_done(future_t *const *fs, size_t n, size_t *index)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t found = n;
+    for (size_t i = 0; i < found;) {
         if (future_done(fs[i])) {
-            if (index)
-                *index = i;
-            return true;
+            found = i;
+            i = 0;
+        } else {
+            i++;
         }
-    return false;
+    }
+    if (found < n && index)
+        *index = found;
+    return found < n;
 }
 
 #define ANY_STACK_NODES 8
