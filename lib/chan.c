@@ -251,11 +251,9 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
         return NULL;
     }
     size_t bytes = elem_size * capacity;
-    if (bytes > SIZE_MAX - sizeof(struct chan)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    /* No malloc serves more than PTRDIFF_MAX bytes: answer without asking. */
+    /* No malloc serves more than PTRDIFF_MAX bytes: answer without asking.
+     * A product that fits a size_t is a valid size, only an unservable one
+     * (even when the header no longer fits either): ENOMEM, not EINVAL. */
     if (bytes > (size_t)PTRDIFF_MAX - sizeof(struct chan)) {
         errno = ENOMEM;
         return NULL;

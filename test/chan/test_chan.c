@@ -99,15 +99,22 @@ Test(chan, make_with_overflowing_size_returns_einval)
     errno = 0;
     cr_assert_null(chan_make(SIZE_MAX / 2 + 1, 2));
     cr_assert_eq(errno, EINVAL);
-    errno = 0;
-    cr_assert_null(chan_make(1, SIZE_MAX), "the header does not fit either");
-    cr_assert_eq(errno, EINVAL);
 }
 
 Test(chan, make_with_unallocatable_size_returns_enomem)
 {
     errno = 0;
     cr_assert_null(chan_make(1, SIZE_MAX / 2));
+    cr_assert_eq(errno, ENOMEM);
+}
+
+Test(chan, make_whose_product_fits_but_not_with_the_header_returns_enomem)
+{
+    errno = 0;
+    cr_assert_null(chan_make(1, SIZE_MAX), "the product fits a size_t: not EINVAL");
+    cr_assert_eq(errno, ENOMEM);
+    errno = 0;
+    cr_assert_null(chan_make(SIZE_MAX, 1));
     cr_assert_eq(errno, ENOMEM);
 }
 
