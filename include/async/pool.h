@@ -166,6 +166,9 @@ ASYNC_API int async_shutdown(async_shutdown_t how);
  *   Blocks:        no. Counters are kept per worker and summed here, so the
  *                  snapshot is not atomic across fields: under load, queued is
  *                  an estimate; once the pool is quiet every field is exact.
+ *                  Every snapshot agrees with itself all the same:
+ *                  peak_threads >= threads, blocked <= threads,
+ *                  idle <= threads, queued <= submitted (never wrapped).
  *   Thread-safety: any thread, pool tasks included, while the pool lives
  *                  (not concurrently with its destroy, nor with
  *                  async_shutdown for the default pool).
