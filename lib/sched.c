@@ -82,7 +82,8 @@
  * that parks its thread counts in nblocked, and when every live worker is
  * blocked and work is visible the pool wakes an idle worker or starts a
  * replacement, up to max_threads; at the cap it logs "saturated: ..." once
- * per episode. Idle replacement workers (more alive than `threads`) exit
+ * per episode (an episode ends when a worker parks idle, having found nothing
+ * to do). Idle replacement workers (more alive than `threads`) exit
  * after RETIRE_NS idle.
  *
  * Shutdown: see pool.c. Workers leave their loop when the pool is stopping
@@ -509,11 +510,6 @@ void async__block_exit(void)
         return;
     struct async_pool *wp = w->pool;
     atomic_fetch_sub_explicit(&wp->nblocked, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&wp->saturated, memory_order_relaxed)) {
-        ASYNC_CHECK(pthread_mutex_lock(&wp->lock));
-        atomic_store(&wp->saturated, false);   /* a new episode may log again */
-        ASYNC_CHECK(pthread_mutex_unlock(&wp->lock));
-    }
 }
 
 /* A blocked worker whose pool could not start a replacement tries again
@@ -831,6 +827,15 @@ static bool go_idle(struct async_worker *w)
         async__timers_due(pool, async_now())) {
         idle_remove(w);
         return !should_exit(pool);
+    }
+    /* Nothing left to do: a saturation episode is over, the next may log.
+     * Not when a blocked worker wakes: it frees a worker for the next
+     * queued task, which may block again at once, and the pool would log a
+     * line per task while it is merely busy. */
+    if (atomic_load_explicit(&pool->saturated, memory_order_relaxed)) {
+        ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
+        atomic_store(&pool->saturated, false);
+        ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
     }
     bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
     int64_t retire = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
