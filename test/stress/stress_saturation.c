@@ -25,7 +25,7 @@ static void one_round(struct tally *t)
 {
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = tu_pool_thread(2, MAX_THREADS, &log)   /* saturation is thread mode's */;
+    async_pool_t *pool = tu_pool_thread(2, MAX_THREADS, &log); /* saturation: thread mode */
     chan_t *c = chan_make(sizeof(int), 0);
     future_t *fs[NTASKS];
     for (int i = 0; i < NTASKS; i++)
