@@ -303,8 +303,16 @@ int async_shutdown(async_shutdown_t how)
 {
     if (how != ASYNC_DRAIN && how != ASYNC_CANCEL)
         return EINVAL;
-    ASYNC_CHECK(pthread_mutex_lock(&default_lock));
+    /* One of the default pool's own tasks (or workers) must not wait for
+     * default_lock: a drain in progress holds it until that task ends. The
+     * pointer stays published while a drain runs, and the pool cannot go
+     * while one of its tasks runs here. */
     async_pool_t *p = atomic_load(&default_pool);
+    struct future *cur = async__current_task();
+    if (p && ((cur && cur->pool == p) || (async__tls.worker && async__tls.worker->pool == p)))
+        return EDEADLK;
+    ASYNC_CHECK(pthread_mutex_lock(&default_lock));
+    p = atomic_load(&default_pool);
     /* Keep the pointer published while draining, so the pool's own tasks
      * that call async_run still reach it; outside submitters are refused. */
     int rc = p ? pool_stop(p, how) : 0;

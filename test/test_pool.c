@@ -229,6 +229,38 @@ Test(pool, shutdown_from_a_task_of_the_default_pool_returns_edeadlk)
     cr_assert_eq(async_shutdown(ASYNC_DRAIN), 0);
 }
 
+struct shutdown_during_drain {
+    async_pool_t *pool;      /* the default pool the task runs on */
+    bool          saw_drain;
+    int           rc;
+};
+
+static void *shutdown_during_drain_task(void *arg)
+{
+    struct shutdown_during_drain *d = arg;
+    /* Wait until the main thread's async_shutdown has begun the drain: the
+     * pool's phase (its first word, see internal.h) leaves RUNNING (0). */
+    int64_t until = tu_deadline();
+    while (atomic_load((_Atomic int *)(void *)d->pool) == 0 && tu_spin_once(until))
+        ;
+    d->saw_drain = atomic_load((_Atomic int *)(void *)d->pool) != 0;
+    d->rc = async_shutdown(ASYNC_DRAIN);
+    return NULL;
+}
+
+Test(pool, shutdown_from_a_default_pool_task_during_a_drain_returns_edeadlk, .timeout = 10)
+{
+    struct shutdown_during_drain d = { .pool = async_default_pool(), .rc = -1 };
+    cr_assert_not_null(d.pool);
+    future_t *f = async_run(shutdown_during_drain_task, &d);
+    cr_assert_not_null(f);
+    cr_assert_eq(async_shutdown(ASYNC_DRAIN), 0, "the drain waits for the task");
+    cr_assert(future_done(f));
+    cr_assert(d.saw_drain, "the task never saw the drain begin");
+    cr_assert_eq(d.rc, EDEADLK);
+    future_free(f);
+}
+
 Test(pool, destroy_drain_runs_everything_queued)
 {
     enum { N = 2000 };
