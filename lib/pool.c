@@ -309,7 +309,8 @@ int async_shutdown(async_shutdown_t how)
      * while one of its tasks runs here. */
     async_pool_t *p = atomic_load(&default_pool);
     struct future *cur = async__current_task();
-    if (p && ((cur && cur->pool == p) || (async__tls.worker && async__tls.worker->pool == p)))
+    struct async_worker *self = async__tls_get()->worker;
+    if (p && ((cur && cur->pool == p) || (self && self->pool == p)))
         return EDEADLK;
     ASYNC_CHECK(pthread_mutex_lock(&default_lock));
     p = atomic_load(&default_pool);
