@@ -23,6 +23,7 @@
 _Atomic int async__fence_word;
 #endif
 
+void (*async__test_window)(void);
 _Atomic long async__fail_at;        /* 0: disarmed; else the failing ordinal */
 static _Atomic long alloc_seq;      /* allocations since the last arm */
 static _Atomic long thread_fail_at; /* same, for pthread_create */

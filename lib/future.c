@@ -113,24 +113,30 @@ static bool try_inline(struct future *f)
         return false;
     struct async_pool *pool = f->pool;
     struct async_worker *w = async__tls_get()->worker;
+    ASYNC_TEST_WINDOW();
     if (async__stack_room() < ASYNC_INLINE_ROOM)
         return false;   /* park instead: a worker runs it */
     if (async__pool_pop_local(f)) {
         /* Popped from our own deque: the queue's reference is ours now. */
         if (async__task_claim(f))
             async__task_run(f);
+        else
+            async__pool_count_unrun(f);
         async__record_release(f);
         return true;
     }
     bool own = w && w->pool == pool;
-    if (!own && !async__pool_inline_begin(pool))
-        return false;   /* the pool is cancelling: its destroyer owns f */
-    bool ran = async__task_claim(f);
-    if (ran)
-        async__task_run(f);
+    /* Claim first, then reach the pool: a task claimed and not finished
+     * keeps its pool alive, a pending one may be cancelled and its pool
+     * freed at any moment (pool.c, "Reaching a pool through a record"). */
+    if (!async__task_claim(f))
+        return false;
+    if (!own)
+        async__pool_inline_begin(pool);
+    async__task_run(f);
     if (!own)
         async__pool_inline_end(pool);
-    return ran;
+    return true;
 }
 
 /* Follow f's chain of awaited tasks; run the first one nobody started.
@@ -299,6 +305,7 @@ int future_cancel(future_t *f)
     /* Running: ask it to stop and wake whatever it is blocked in (see the
      * opening comment). */
     atomic_store_explicit(&f->cancel, 1, memory_order_seq_cst);
+    ASYNC_TEST_WINDOW();
     async__wake(async__target_lookup(atomic_load_explicit(&f->runner, memory_order_seq_cst)));
     return EBUSY;
 }

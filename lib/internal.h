@@ -112,6 +112,17 @@ static inline bool async__alloc_hooked(void)   /* true while a failure is armed 
 int  async__thread_create(pthread_t *t, void *(*fn)(void *), void *arg);
 void async__test_fail_thread(long nth);
 
+/* Test hook: called (when set) where a thread that holds only a future has
+ * read the record and is about to act on it or on its pool, so a stress
+ * program can pause it there while the pool is destroyed. Set once, before
+ * any thread uses the library; NULL in production. */
+extern void (*async__test_window)(void);
+#define ASYNC_TEST_WINDOW()                                                  \
+    do {                                                                     \
+        if (ASYNC_UNLIKELY(async__test_window != NULL))                      \
+            async__test_window();                                            \
+    } while (0)
+
 /* ------------------------------------------------------------- time.c */
 
 struct timespec async__timespec(int64_t ns);
@@ -577,8 +588,8 @@ void async__task_run(struct future *f);
  * the final state, then wake the waiters. After it, the caller must not touch
  * f unless it holds a reference. */
 void async__future_complete(struct future *f, uint32_t final, int err, void *value);
-/* CAS PENDING -> CANCELLED for a task nobody ran; counts and wakes. true when
- * this call cancelled it. */
+/* CAS PENDING -> CANCELLED for a task nobody ran; wakes (and touches nothing
+ * of the pool). true when this call cancelled it. */
 bool async__future_cancel_pending(struct future *f);
 /* Format a failure message (NULL fmt: ""); never NULL: a static
  * "out of memory" string when allocation fails (sets *oom). */
@@ -657,8 +668,11 @@ static inline void async__pool_count(struct async_pool *pool, int c)
     if (w && w->pool == pool)
         async__worker_count(w, c);
     else
+        /* release: an inline runner's outside_running increment happens
+         * before destroy's quiescence check sees its task finished (the
+         * fence there acquires it); free on x86 */
         atomic_fetch_add_explicit(&((struct async_pool_head *)(void *)pool)->ext_c[c], 1,
-                                  memory_order_relaxed);
+                                  memory_order_release);
 }
 
 /* Queue a new record on its pool. 0, or ECANCELED (the pool is shutting down
@@ -681,9 +695,14 @@ struct async_pool *async__pool_resolve(struct async_pool *pool);
 int async__wait(struct async_waiter *w, int64_t deadline);
 /* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
 bool async__pool_cancelling(const struct async_pool *pool);
-/* A thread that is not a worker of pool is about to claim one of its tasks;
- * false (and nothing to undo) when the pool is being cancelled. */
-bool async__pool_inline_begin(struct async_pool *pool);
+/* The queue's reference to f is being dropped by a thread that did not run
+ * it: count f as cancelled if it was (see pool.c on why the canceller does
+ * not). The caller is a worker of f's pool or its destroyer. */
+void async__pool_count_unrun(struct future *f);
+/* A thread that is not a worker of pool has claimed one of its tasks and is
+ * about to run it (in a cancelling pool too: the task then sees
+ * async_cancelled()); async__pool_inline_end once it has finished. */
+void async__pool_inline_begin(struct async_pool *pool);
 void async__pool_inline_end(struct async_pool *pool);
 /* Pop the task f from the bottom of the calling worker's deque if it is
  * there (the fork/join fast path); true when the caller now owns the

@@ -32,6 +32,19 @@
  * parked (sched.c), so every parked task has finished before the pool's
  * workers are joined.
  *
+ * Reaching a pool through a record. A thread that holds only a future may
+ * touch the pool only while something destroy waits for keeps the pool
+ * alive. Cancelling a running task touches only the record and wakes its
+ * runner (a type-stable target, future.c). Cancelling a task nobody ran
+ * (CAS PENDING -> CANCELLED) touches only the record: its cancellation is
+ * counted by whoever drops the queue's reference to the record (a worker
+ * that pops it and cannot claim it, or the destroyer's cancel_leftovers):
+ * exactly one thread, one that destroy waits for, and in a drain one that
+ * goes on to check quiescence. A cancelled task thus counts as queued until
+ * it leaves its queue. A thread outside the pool that runs a task inline
+ * claims it first and only then registers (outside_running), which destroy
+ * waits for.
+ *
  * Lock order: default_lock > pool->lock > pool->idle_lock (internal.h).
  */
 #include "sched_internal.h"
@@ -199,6 +212,14 @@ static bool no_outside_runs(struct async_pool *pool)
     return atomic_load(&pool->outside_running) == 0;
 }
 
+/* Every submitted task finished, and no inline runner is still on its way
+ * out. Quiescence first: it proves every claimed task finished, and so that
+ * its runner's increment is visible to the second check. */
+static bool all_finished(struct async_pool *pool)
+{
+    return async__quiescent(pool) && no_outside_runs(pool);
+}
+
 static void join_workers(struct async_pool *pool)
 {
     ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
@@ -221,6 +242,7 @@ static void cancel_leftovers(struct async_pool *pool)
     struct future *f;
     while ((f = async__inject_pop_all_leftover(pool)) != NULL) {
         async__future_cancel_pending(f);
+        async__pool_count_unrun(f);
         async__record_release(f);
     }
     /* No fiber is parked or runnable once the workers have left (sched.c),
@@ -229,6 +251,7 @@ static void cancel_leftovers(struct async_pool *pool)
     for (unsigned s = 0; s < n; s++)
         while ((f = async__deque_pop(&pool->slots[s]->dq)) != NULL) {
             async__future_cancel_pending(f);
+            async__pool_count_unrun(f);
             async__record_release(f);
         }
 }
@@ -265,6 +288,10 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
     join_workers(pool);
     wait_parked(me, no_outside_runs, pool);
     cancel_leftovers(pool);
+    /* A thread that claimed a task to run it inline after the wait above
+     * (claims come before the pool is touched) keeps the pool until its
+     * task has finished and it has left; outside_leave unparks us. */
+    wait_parked(me, all_finished, pool);
     return 0;
 }
 

@@ -804,10 +804,18 @@ static void *find_work(struct async_worker *w)
     return it;
 }
 
+void async__pool_count_unrun(struct future *f)
+{
+    if (atomic_load_explicit(&f->state, memory_order_seq_cst) == ASYNC_S_CANCELLED)
+        async__pool_count(f->pool, ASYNC_C_CANCELLED);
+}
+
 static void run_popped(struct future *f)
 {
     if (async__task_claim(f))
         async__task_run(f);
+    else
+        async__pool_count_unrun(f);
     async__record_release(f);   /* the queue's reference */
 }
 
@@ -886,6 +894,7 @@ static void loop(void)
                 /* goroutine mode waits out its parked tasks; queued ones
                  * are cancelled, never started */
                 async__future_cancel_pending(it);
+                async__pool_count_unrun(it);
                 async__record_release(it);
                 continue;
             }
@@ -1001,17 +1010,14 @@ static void outside_leave(struct async_pool *pool)
         async__unpark(d);
 }
 
-/* Dekker with pool_stop: it stores the phase, then reads outside_running;
- * we increment, then read the phase. A cancelling pool's destroyer cancels
- * every queued task itself, so nobody else may claim one then. */
-bool async__pool_inline_begin(struct async_pool *pool)
+/* The caller has claimed a task of the pool: the pool lives until that task
+ * is finished (destroy waits for quiescence), and from then until
+ * outside_leave through this count. Its increment is ordered before the
+ * task's finished count (released there), which destroy reads before it
+ * reads this count. */
+void async__pool_inline_begin(struct async_pool *pool)
 {
     atomic_fetch_add_explicit(&pool->outside_running, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->h.phase, memory_order_seq_cst) == PH_CANCELLING) {
-        outside_leave(pool);
-        return false;
-    }
-    return true;
 }
 
 void async__pool_inline_end(struct async_pool *pool)

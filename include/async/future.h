@@ -188,7 +188,13 @@ ASYNC_API int future_cancel(future_t *f);
  *                  in future_get, future_cancel or any other call on it, or
  *                  call one afterwards. Threads that need the future beyond
  *                  the owner's free need handles of their own (for a promise,
- *                  promise_future gives one per call).
+ *                  promise_future gives one per call). It may be called the
+ *                  moment the call that saw the future done (future_get,
+ *                  wait_all/any, select) has returned, even while the
+ *                  completer is still waking other waiters: the record is
+ *                  reference-counted, and every completer (the task's runner,
+ *                  promise_complete/fail/free, future_cancel) holds a
+ *                  reference of its own until its last touch.
  *   Ownership:     ends the caller's handle; the task's memory is reclaimed
  *                  once every handle is freed and the task is done. NULL is a
  *                  no-op.

@@ -114,7 +114,10 @@ ASYNC_API async_pool_t *async_pool_create(const async_pool_config_t *config);
  *                  pool's own tasks meanwhile is accepted and runs) then stops;
  *                  ASYNC_CANCEL cancels every queued task (its future gets
  *                  ECANCELED) and asks the running ones to stop, as
- *                  future_cancel does, waking their blocked calls.
+ *                  future_cancel does, waking their blocked calls (a task
+ *                  that a waiter claimed to run inline before the destroy
+ *                  reached it counts as running: it runs, and sees
+ *                  async_cancelled()).
  *                  Once destroy has begun, submissions from any thread other
  *                  than the pool's own tasks (and, when cancelling, from
  *                  anyone) fail with ECANCELED.

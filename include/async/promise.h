@@ -82,6 +82,10 @@ ASYNC_API int promise_fail(promise_t *p, int err, const char *fmt, ...) ASYNC_PR
  *                  same time or afterwards. Readers of its future (future_get
  *                  on their own handles, future_cancel) may run concurrently:
  *                  they see either the completion or the broken promise.
+ *                  It may be called as soon as this thread's
+ *                  promise_complete or promise_fail has returned, while
+ *                  waiters are still waking: the futures' handles keep the
+ *                  shared record alive.
  *   Ownership:     ends the caller's ownership of the promise; the record is
  *                  reclaimed once every future handle is freed too. NULL is a
  *                  no-op.

@@ -771,8 +771,13 @@ static void task_bounds(const struct mtask *t, struct bounds *b)
         bound_add(&b->failed, one);
         bound_add(&b->panics, one);
     }
-    if (c)
-        bound_add(&b->cancelled, one);
+    if (c) {
+        /* A task cancelled while queued is counted when it leaves its queue
+         * (pool.c: the canceller never touches the pool); until then it
+         * still counts as queued. */
+        bound_add(&b->cancelled, false);
+        bound_add(&b->queued, false);
+    }
     if (t->phase != PH_DONE)
         bound_add(&b->queued, false);
     if (t->rec->kind == K_FORK && !c) {
