@@ -17,7 +17,11 @@
  * model proves the call completes (a ready channel, a done future, a task
  * that is queued and so runs inline on this thread). The worker is made
  * predictable with a *blocker*: a task that completes a "started" promise and
- * then waits in future_get on a gate promise that the program controls. While
+ * then waits in future_get on a gate promise that the program controls. (In
+ * goroutine mode a task that waits parks and frees its worker, so there the
+ * blocker first spins, holding the worker, until its gate is done or it is
+ * cancelled, and only then calls future_get: the same answers, and the
+ * worker is held as in thread mode.) While
  * it holds the worker every other task is certainly PENDING; once its gate
  * resolves (or it is cancelled) the worker runs the queue concurrently, and
  * those tasks become *unsettled*: the model then keeps the set of outcomes
@@ -37,6 +41,7 @@
  */
 #include <async.h>
 
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -303,6 +308,8 @@ static void *misuse_body(struct trec *r)
     return (void *)(uintptr_t)bad;
 }
 
+static bool spin_blocker;   /* goroutine mode: see the opening comment */
+
 static void *blocker_body(struct trec *r)
 {
     if (async_defer(defer_free_gate, r) != 0)
@@ -312,6 +319,8 @@ static void *blocker_body(struct trec *r)
     promise_free(r->started);
     r->started = NULL;
     void *v = NULL;
+    while (spin_blocker && !future_done(r->gate) && !async_cancelled())
+        sched_yield();
     int rc = future_get(r->gate, &v);
     if (rc)
         async_panic(rc, "gate %d", rc);
@@ -1841,6 +1850,8 @@ static void world_init(void)
     for (unsigned i = 0; i < NTASK; i++)
         W.slot[i] = -1;
     trace_n = 0;
+    const char *mode = getenv("ASYNC_STACK_SIZE");
+    spin_blocker = !mode || strcmp(mode, "thread") != 0;
     async_pool_config_t cfg = {
         .threads = 1, .max_threads = 1, .name = "fuzz", .log = log_hook, .log_ctx = &W.log,
     };

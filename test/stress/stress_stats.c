@@ -51,7 +51,7 @@ static void *block_on_chan(void *arg)
 
 static void one_round(struct tally *t)
 {
-    async_pool_t *pool = tu_pool(1, BLOCKERS + 8, NULL);
+    async_pool_t *pool = tu_pool_thread(1, BLOCKERS + 8, NULL);
     if (!tally_check(t, pool != NULL, "async_pool_create failed"))
         return;
     chan_t *c = chan_make(0, 0);
