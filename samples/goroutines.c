@@ -6,13 +6,19 @@
  *     go shortWait()         ->  async_run(short_wait, NULL)
  *     time.Sleep(10 * 1e9)   ->  async_sleep(10 * ASYNC_SECOND)
  *
- * Usage: goroutines [--sequential | --wait] [--scale F]
+ * Usage: goroutines [--sequential | --wait | --many N] [--scale F]
  *
  *   (default)     both run concurrently with main's sleep: about 10 s in all.
  *   --sequential  the same calls one after the other, as the seed does when
  *                 the `go` keywords are removed: 5 + 2 + 10 = about 17 s.
  *   --wait        main does not sleep: it waits for both futures instead,
  *                 which is what the sleep stood in for: about 5 s.
+ *   --many N      N tasks at once, half of them longWait and half shortWait
+ *                 (without their lines), and main waits for all of them: a
+ *                 goroutine is a lightweight thread of execution, so 100,000
+ *                 sleeping tasks take about longWait's 5 s, a few kilobytes
+ *                 each and a handful of OS threads. Prints the peak RSS and
+ *                 the process's thread count while they sleep.
  *   --scale F     multiply every duration by F (0.1 runs the default in 1 s).
  *
  * The last line is the elapsed time, which is what the modes differ in.
@@ -22,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static double scale = 1.0;   /* set once in main before any task starts */
 
@@ -48,11 +55,27 @@ static void *short_wait(void *arg)
     return NULL;
 }
 
-enum mode { CONCURRENT, SEQUENTIAL, WAIT };
+/* --many: the same two sleeps, without their lines. */
+static void *long_wait_quiet(void *arg)
+{
+    (void)arg;
+    sleep_seconds(5);
+    return NULL;
+}
+
+static void *short_wait_quiet(void *arg)
+{
+    (void)arg;
+    sleep_seconds(2);
+    return NULL;
+}
+
+enum mode { CONCURRENT, SEQUENTIAL, WAIT, MANY };
+static long many;   /* --many N */
 
 static int usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [--sequential | --wait] [--scale F]\n", prog);
+    fprintf(stderr, "usage: %s [--sequential | --wait | --many N] [--scale F]\n", prog);
     return 2;
 }
 
@@ -63,6 +86,11 @@ static int parse_args(int argc, char **argv, enum mode *mode)
             *mode = SEQUENTIAL;
         } else if (strcmp(argv[i], "--wait") == 0) {
             *mode = WAIT;
+        } else if (strcmp(argv[i], "--many") == 0 && i + 1 < argc) {
+            *mode = MANY;
+            many = strtol(argv[++i], NULL, 10);
+            if (many < 1 || many > 10000000)
+                return EINVAL;
         } else if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc) {
             scale = strtod(argv[++i], NULL);
             if (!(scale > 0))
@@ -110,6 +138,57 @@ static int run_concurrent(bool wait)
     return 0;
 }
 
+/* The threads of this process now, from /proc (-1 when unknown). */
+static long os_threads(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    long n = -1;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %ld", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* N tasks sleeping at once; main waits for every one. */
+static int run_many(void)
+{
+    future_t **fs = calloc((size_t)many, sizeof *fs);
+    if (!fs) {
+        perror("calloc");
+        return 1;
+    }
+    printf("Starting %ld tasks: %ld longWait, %ld shortWait\n", many, many - many / 2,
+           many / 2);
+    for (long i = 0; i < many; i++) {
+        fs[i] = async_run(i % 2 ? short_wait_quiet : long_wait_quiet, NULL);
+        if (!fs[i]) {
+            perror("async_run");
+            return 1;
+        }
+    }
+    long threads = os_threads();   /* every task started or queued: all asleep soon */
+    async_pool_stats_t st;
+    if (async_pool_stats(NULL, &st) == 0)
+        printf("About to wait in main(): %zu tasks parked, %ld OS threads\n", st.parked,
+               threads);
+    int err = future_wait_all(fs, (size_t)many, ASYNC_FOREVER);
+    if (err != 0)
+        fprintf(stderr, "future_wait_all: %s\n", strerror(err));
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("All %ld tasks done\n", many);
+    printf("peak RSS: %.1f MiB (%.1f KiB per task)\n", (double)ru.ru_maxrss / 1024.0,
+           (double)ru.ru_maxrss / (double)many);
+    printf("OS threads: %ld\n", os_threads() > threads ? os_threads() : threads);
+    for (long i = 0; i < many; i++)
+        future_free(fs[i]);
+    free(fs);
+    return err != 0;
+}
+
 int main(int argc, char **argv)
 {
     enum mode mode = CONCURRENT;
@@ -119,7 +198,9 @@ int main(int argc, char **argv)
 
     int64_t start = async_now();
     printf("In main()\n");
-    int rc = mode == SEQUENTIAL ? run_sequential() : run_concurrent(mode == WAIT);
+    int rc = mode == SEQUENTIAL ? run_sequential()
+           : mode == MANY     ? run_many()
+                              : run_concurrent(mode == WAIT);
     printf("At the end of main()\n");
     printf("elapsed: %.3f s\n", (double)(async_now() - start) / (double)ASYNC_SECOND);
     async_shutdown(ASYNC_DRAIN);
@@ -161,4 +242,16 @@ int main(int argc, char **argv)
  * End of longWait()
  * At the end of main()
  * elapsed: 5.001 s
+ *
+ * Output with --many 100000 (on 2 CPUs; the parked count depends on how far
+ * the workers got when main looked):
+ *
+ * In main()
+ * Starting 100000 tasks: 50000 longWait, 50000 shortWait
+ * About to wait in main(): 99998 tasks parked, 3 OS threads
+ * All 100000 tasks done
+ * peak RSS: 480.2 MiB (4.9 KiB per task)
+ * OS threads: 3
+ * At the end of main()
+ * elapsed: 5.184 s
  */
