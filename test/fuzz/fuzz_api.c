@@ -1836,8 +1836,11 @@ static void world_init(void)
     for (unsigned i = 0; i < NTASK; i++)
         W.slot[i] = -1;
     trace_n = 0;
+    /* Thread mode: the model's blocker holds the one worker while it waits
+     * (a goroutine-mode blocker would park and let later tasks run). */
     async_pool_config_t cfg = {
         .threads = 1, .max_threads = 1, .name = "fuzz", .log = log_hook, .log_ctx = &W.log,
+        .stack_size = ASYNC_STACK_THREAD,
     };
     W.pool = async_pool_create(&cfg);
     EXPECT(W.pool, "async_pool_create failed: errno %d", errno);
