@@ -741,8 +741,17 @@ static void *steal_from(struct async_worker *w, int64_t now)
     return NULL;
 }
 
-static void *inject_take(struct async_pool *pool)
+/* From the injection queues: runnable fibers first (their tasks have
+ * started; finishing them frees stacks), or new tasks first on the
+ * fairness tick (a task that yields in a loop must not starve a task that
+ * has not started: Go's Gosched lets a new goroutine run). */
+static void *inject_take(struct async_pool *pool, bool new_first)
 {
+    if (new_first) {
+        void *it = mpsc_pop(&pool->inj);
+        if (it)
+            return it;
+    }
     struct async_fiber *f = mpsc_pop(&pool->finj);
     return f ? fiber_item(f) : mpsc_pop(&pool->inj);
 }
@@ -761,7 +770,7 @@ static void *search(struct async_worker *w)
     for (unsigned round = 0;; round++) {
         void *it = steal_from(w, now);
         if (!it)
-            it = inject_take(pool);
+            it = inject_take(pool, false);
         if (it)
             return it;
         if (atomic_load_explicit(&pool->h.phase, memory_order_relaxed) != PH_RUNNING &&
@@ -783,7 +792,7 @@ static void *find_work(struct async_worker *w)
     struct async_pool *pool = w->pool;
     void *it = NULL;
     if (++w->tick % FAIR_TICK == 0)
-        it = inject_take(pool);
+        it = inject_take(pool, true);
     if (!it && atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         struct async_fiber *f = atomic_exchange_explicit(&w->runnext, NULL,
                                                          memory_order_acq_rel);
@@ -792,7 +801,7 @@ static void *find_work(struct async_worker *w)
     if (!it)
         it = async__deque_pop(&w->dq);
     if (!it)
-        it = inject_take(pool);
+        it = inject_take(pool, false);
     if (!it)
         it = search(w);
     if (it && w->searching) {
