@@ -8,7 +8,7 @@
 # (fuzz_api -minimize_crash=1 -runs=100000 FILE) and committed under
 # test/fuzz/regressions/.
 #
-#   FUZZ_SECONDS  how long to fuzz (default 60)
+#   FUZZ_SECONDS  how long to fuzz each mode, goroutine and thread (default 60)
 #   FUZZ_BUILD    build and work directory (default build-ci-fuzz)
 #   CC            clang to use (default clang; must support -fsanitize=fuzzer)
 #   FUZZ_CFLAGS   extra compiler flags, e.g. -DFUZZ_ACCEPT_LATE_CANCEL to
@@ -34,30 +34,52 @@ bin="$FUZZ_BUILD/fuzz_api"
 echo "fuzz: building $bin with $CC"
 tools/version_h.sh "$FUZZ_BUILD/include" || exit 1   # async/version.h, as meson makes it
 read -r -a extra_flags <<<"$FUZZ_CFLAGS"
+# The context switch, as lib/meson.build picks it.
+case "$(uname -m)" in
+x86_64) ctx=(-DASYNC_CTX_UCONTEXT=0 lib/ctx/switch_x86_64.S) ;;
+aarch64) ctx=(-DASYNC_CTX_UCONTEXT=0 lib/ctx/switch_aarch64.S) ;;
+*) ctx=(-DASYNC_CTX_UCONTEXT=1) ;;
+esac
 "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
     -Wall -Wextra -Werror "${extra_flags[@]}" \
-    -Iinclude -I"$FUZZ_BUILD/include" -Ilib lib/*.c test/fuzz/fuzz_api.c \
+    -Iinclude -I"$FUZZ_BUILD/include" -Ilib lib/*.c "${ctx[@]}" test/fuzz/fuzz_api.c \
     -o "$bin" -lpthread -ldl || { echo "fuzz: build FAILED"; exit 1; }
 
-rm -f "$FUZZ_BUILD"/artifacts/*
-log="$FUZZ_BUILD/fuzz.log"
-echo "fuzz: running for ${FUZZ_SECONDS} s (log: $log)"
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
-        -artifact_prefix="$FUZZ_BUILD/artifacts/" \
-        "$FUZZ_BUILD/corpus" test/fuzz/corpus test/fuzz/regressions >"$log" 2>&1
-rc=$?
+# fuzz_mode MODE: one campaign with $ASYNC_STACK_SIZE=MODE ("" goroutine
+# mode, "thread" thread mode); 0 when it found nothing.
+fuzz_mode() {
+    local mode=$1 name=${1:-goroutine} rc
+    rm -f "$FUZZ_BUILD"/artifacts/*
+    local log="$FUZZ_BUILD/fuzz-$name.log"
+    echo "fuzz: $name mode for ${FUZZ_SECONDS} s (log: $log)"
+    ASYNC_STACK_SIZE=$mode \
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        "$bin" -max_total_time="$FUZZ_SECONDS" -timeout=10 -print_final_stats=1 \
+            -artifact_prefix="$FUZZ_BUILD/artifacts/" \
+            "$FUZZ_BUILD/corpus" test/fuzz/corpus test/fuzz/regressions >"$log" 2>&1
+    rc=$?
+    grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log"
+    grep -E '#[0-9]+ +DONE' "$log" | tail -n 1
+    if [ $rc -ne 0 ] || ls "$FUZZ_BUILD"/artifacts/* >/dev/null 2>&1; then
+        echo "fuzz: FINDING in $name mode (exit status $rc); the end of the log:" >&2
+        tail -n 80 "$log" >&2
+        ls -l "$FUZZ_BUILD"/artifacts/ >&2
+        return 1
+    fi
+    echo "fuzz: no finding in $name mode"
+    return 0
+}
 
-grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log"
-grep -E '#[0-9]+ +DONE' "$log" | tail -n 1
-if [ $rc -ne 0 ] || ls "$FUZZ_BUILD"/artifacts/* >/dev/null 2>&1; then
-    echo "fuzz: FINDING (exit status $rc); the end of the log:" >&2
-    tail -n 80 "$log" >&2
-    ls -l "$FUZZ_BUILD"/artifacts/ >&2
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-echo "fuzz: no finding"
-echo "1 passed, 0 failed"
+passed=0
+failed=0
+for mode in "" thread; do
+    if fuzz_mode "$mode"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
