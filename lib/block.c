@@ -200,7 +200,10 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
             break;
         }
         if (!timed) {
-            timer_set = async__timer_add(pool, &tm) == 0;
+            bool earliest = false;
+            timer_set = async__timer_add(pool, &tm, &earliest) == 0;
+            if (earliest)
+                async__kick_idle(pool);   /* it may sleep past the new deadline */
             timed = true;
         }
         /* Without a timer (no memory for the heap) the deadline needs a

@@ -18,10 +18,13 @@
  *   task.c     the task record's life: init, claim, run (frame, defers,
  *              panic), completion, the record cache, the current task
  *   deque.c    the per-worker Chase–Lev deque
- *   sched.c    workers and their loop, run queues, the run-next slot,
- *              timers, idle parking, blocked accounting and replacements,
- *              the one wait loop (async__wait: spin, park a thread or a
- *              fiber), sleep, yield
+ *   timer.c    deadlines of parked fibers: a heap per pool
+ *   sched.c    workers and their loop, run queues, the run-next slot, idle
+ *              parking, blocked accounting and replacements, the switches
+ *              of parking, resuming and yielding (sched_internal.h holds
+ *              the pool record it shares with pool.c)
+ *   block.c    the one wait loop (async__wait: spin and park a thread, or
+ *              park a fiber), sleep, yield
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
@@ -31,7 +34,7 @@
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
- *   stack_lock (fiber.c), timer_lock (sched.c), depot_lock (task.c),
+ *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
  *   registry_lock (park.c), inj_lock: leaves
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.

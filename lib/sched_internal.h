@@ -99,7 +99,8 @@ bool    async__fiber_yield(struct async_fiber *self);
 size_t  async__pool_parked(struct async_pool *pool);
 
 /* timer.c */
-int     async__timer_add(struct async_pool *pool, struct async_timer *t);  /* 0 | ENOMEM */
+/* 0 | ENOMEM; *earliest: the new timer is the first to fire */
+int     async__timer_add(struct async_pool *pool, struct async_timer *t, bool *earliest);
 void    async__timer_del(struct async_pool *pool, struct async_timer *t);
 void    async__timers_run(struct async_pool *pool);     /* wake what is due */
 bool    async__timers_due(struct async_pool *pool, int64_t now);

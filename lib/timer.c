@@ -20,6 +20,9 @@
  * lock, read lock-free as a hint: a stale value only makes a worker look
  * again or sleep until the deadline it saw).
  * Locks: timer_lock is a leaf; targets are woken after it is released.
+ * This file calls only the wait layer (async__wake): the caller of
+ * async__timer_add wakes an idle worker when the new timer is the earliest
+ * (it may be sleeping past it).
  */
 #include "sched_internal.h"
 
@@ -84,7 +87,7 @@ static void remove_at(struct async_pool *pool, size_t i)
     }
 }
 
-int async__timer_add(struct async_pool *pool, struct async_timer *t)
+int async__timer_add(struct async_pool *pool, struct async_timer *t, bool *earliest)
 {
     async__lock(&pool->timer_lock);
     if (pool->ntimers == pool->cap) {
@@ -105,9 +108,7 @@ int async__timer_add(struct async_pool *pool, struct async_timer *t)
     bool first = t->idx == 0;
     publish_next(pool);
     async__unlock(&pool->timer_lock);
-    /* A new earliest deadline: an idle worker may be sleeping past it. */
-    if (first)
-        async__kick_idle(pool);
+    *earliest = first;
     return 0;
 }
 
