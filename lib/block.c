@@ -43,14 +43,6 @@
 static _Atomic unsigned spinners;           /* threads spinning in a wait */
 static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 static unsigned ncpu(void)
 {
@@ -81,7 +73,7 @@ static bool spin(struct async_waiter *w, int64_t until)
             fired = true;
             break;
         }
-        cpu_relax();
+        async__cpu_relax();
         if ((i & 63) == 0 && async_now() >= until)
             break;
     }

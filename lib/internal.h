@@ -79,6 +79,15 @@ extern _Atomic int async__fence_word;
 #else
 #  define ASYNC_FENCE() atomic_thread_fence(memory_order_seq_cst)
 #endif
+/* A spin-wait hint to the CPU (another hyperthread may run meanwhile). */
+static inline void async__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 #define ASYNC_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define ASYNC_LIKELY(x)   __builtin_expect(!!(x), 1)
 

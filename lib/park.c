@@ -72,14 +72,6 @@ static _Atomic(_Atomic uintptr_t *) registry[DIR_SIZE];
 static _Atomic uint32_t             registry_next = 1;   /* 0 is "none" */
 static pthread_mutex_t              registry_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
 
 /* ------------------------------------------------------------ futex */
 
@@ -212,7 +204,7 @@ void async__lock_slow(async_lock_t *l)
             atomic_compare_exchange_weak_explicit(&l->word, &zero, 1,
                 memory_order_acquire, memory_order_relaxed))
             return;
-        cpu_relax();
+        async__cpu_relax();
     }
     while (atomic_exchange_explicit(&l->word, 2, memory_order_acquire) != 0) {
 #if ASYNC_HAVE_FUTEX

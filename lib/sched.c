@@ -102,6 +102,7 @@
 
 #define RETIRE_NS        (3 * ASYNC_SECOND)
 #define SEARCH_NS        (20 * ASYNC_MICROSECOND)
+#define SEARCH_SPIN_ROUNDS 64u
 #define RUNNEXT_GRACE    (5 * ASYNC_MICROSECOND)
 #define SPAWN_RETRY_NS   (10 * ASYNC_MILLISECOND)
 #define RUNNEXT_MAX      32u
@@ -368,13 +369,20 @@ void async__set_stopping(struct async_pool *pool)
     }
 }
 
-/* Would a worker of this pool leave its loop now? */
+/* Would a worker of this pool leave its loop now? The answer can turn true
+ * without any wake-up for the idle (the last parked fiber resumed on another
+ * worker), so a worker that sees it true wakes every idle worker to look
+ * again: idle_push under idle_lock orders their check after this one. */
 static bool should_exit(struct async_pool *pool)
 {
     int ph = atomic_load_explicit(&pool->h.phase, memory_order_acquire);
     if (ph != PH_STOPPING && ph != PH_CANCELLING)
         return false;
-    return !pool->stacks || parked_now(pool) == 0;
+    if (pool->stacks && parked_now(pool) != 0)
+        return false;
+    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
+        async__wake_all_idle(pool);
+    return true;
 }
 
 /* ------------------------------------------------------- spawning */
@@ -783,7 +791,13 @@ static void *search(struct async_worker *w)
             if (async__timers_due(pool, now))
                 return NULL;   /* back to the loop, which runs them */
         }
-        sched_yield();
+        /* Spin first (a hand-off from a thread that is running now comes
+         * within a microsecond), then give the CPU away between rounds. */
+        if (round < SEARCH_SPIN_ROUNDS)
+            for (int i = 0; i < 32; i++)
+                async__cpu_relax();
+        else
+            sched_yield();
     }
 }
 
