@@ -18,7 +18,9 @@ sample is about. Two kinds of checks:
             or a sanitizer build does not fail it; a real regression fails
             every attempt.
 """
+import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,8 +42,10 @@ def run(exe, *args):
     """Runs the sample, echoes its output to the test log, returns its lines."""
     cmd = [exe, *map(str, args)]
     print("$ " + " ".join(cmd[1:]) if args else "$ (no arguments)", flush=True)
+    # A cross build runs the sample under meson's exe_wrapper (e.g. qemu).
+    wrapper = shlex.split(os.environ.get("MESON_EXE_WRAPPER", ""))
     started = time.monotonic()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = subprocess.run(wrapper + cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT)
     print(proc.stdout, end="")
     if proc.stderr:
