@@ -14,9 +14,14 @@
  * default for pools whose config leaves stack_size 0.
  *
  * Shutdown. phase: RUNNING -> DRAINING -> STOPPING, or RUNNING -> CANCELLING.
- * Outside submitters bracket their push with ext_submitting, so once the
- * destroyer has changed the phase and seen ext_submitting == 0 no outside
- * submission can slip into a queue. A drain ends at quiescence: every
+ * Outside submitters bracket their push and its signal with ext_touching, so
+ * once the destroyer has changed the phase and seen ext_touching == 0 no
+ * outside submission can slip into a queue. Threads outside the pool that
+ * wake one of its parked fibers bracket the same way (the fiber, counted as
+ * parked, keeps the pool's workers alive until it is resumed, and a worker
+ * may resume it the moment it is queued), and destroy waits for
+ * ext_touching == 0 once more at its very end, so no such waker is still
+ * signalling when the pool is freed. A drain ends at quiescence: every
  * submitted task finished. Quiescence is read as F == S where F (finished:
  * succeeded + failed + cancelled) is summed before S (submitted); both only
  * grow and each task is submitted before it finishes, so F == S proves that at
@@ -273,7 +278,7 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
     if (!atomic_compare_exchange_strong(&pool->h.phase, &from,
             how == ASYNC_DRAIN ? PH_DRAINING : PH_CANCELLING))
         return EINVAL;   /* destroyed twice */
-    while (atomic_load(&pool->ext_submitting) != 0)
+    while (atomic_load(&pool->ext_touching) != 0)
         sched_yield();
     if (how == ASYNC_CANCEL) {
         wake_blockers(pool);
@@ -292,6 +297,8 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
      * (claims come before the pool is touched) keeps the pool until its
      * task has finished and it has left; outside_leave unparks us. */
     wait_parked(me, all_finished, pool);
+    while (atomic_load_explicit(&pool->ext_touching, memory_order_seq_cst) != 0)
+        sched_yield();   /* a waker or submitter signalling: a few instructions */
     return 0;
 }
 

@@ -600,10 +600,17 @@ static void fiber_push(struct async_fiber *f, bool runnext)
             return;   /* run-next: see the opening comment */
         if (async__deque_push(&w->dq, fiber_item(old)) != 0)
             mpsc_push(&pool->finj, old);   /* no memory to grow: shared queue */
-    } else {
-        mpsc_push(&pool->finj, f);
+        async__signal_work(pool);
+        return;
     }
+    /* From outside the pool: once f is queued a worker may resume it, its
+     * task end and the pool be destroyed, so the pool is pinned (destroy
+     * waits for ext_touching to drop) until the signal has been given. */
+    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
+    mpsc_push(&pool->finj, f);
+    ASYNC_TEST_WINDOW();
     async__signal_work(pool);
+    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
 }
 
 static void ready(struct async_fiber *f)
@@ -1000,15 +1007,17 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
         async__signal_work(pool);
         return 0;
     }
-    atomic_fetch_add_explicit(&pool->ext_submitting, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
     if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst))) {
-        atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
+        atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
         return ECANCELED;
     }
     atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
     mpsc_push(&pool->inj, f);
-    atomic_fetch_sub_explicit(&pool->ext_submitting, 1, memory_order_release);
+    /* Still pinned: once queued the task may run and end, and a drain
+     * finish, before the signal. */
     async__signal_work(pool);
+    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
     return 0;
 }
 

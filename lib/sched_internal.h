@@ -60,7 +60,11 @@ struct async_pool {
     _Atomic unsigned     nsearching, nidle, nblocked, nalive, peak;
     char                 pad2[ASYNC_CACHELINE - 5 * sizeof(unsigned)];
     /* written by threads that are not workers (submitting, running inline) */
-    _Atomic unsigned     ext_submitting, outside_running;
+    _Atomic unsigned     ext_touching;       /* outside threads pushing into
+                                                a queue (a task, a woken fiber)
+                                                and signalling: destroy waits
+                                                for 0 before and at its end */
+    _Atomic unsigned     outside_running;
     struct async_parker *_Atomic destroyer;
     char                 pad3[ASYNC_CACHELINE];
 

@@ -2,8 +2,11 @@
  * test/stress/stress_destroy_race.c — async_pool_destroy racing the threads
  * that still hold futures of the pool: one thread destroys while another
  * cancels a running task, cancels queued tasks (ASYNC_CANCEL and
- * ASYNC_DRAIN), or waits without a deadline (claiming queued tasks to run
- * them inline) while the pool's own tasks submit more. Every round: destroy
+ * ASYNC_DRAIN), waits without a deadline (claiming queued tasks to run
+ * them inline) while the pool's own tasks submit more, or sends to a task
+ * parked in chan_recv (waking a goroutine-mode fiber from outside its
+ * pool: the waker queues it, and the pool must not go before the waker has
+ * finished signalling). Every round: destroy
  * returns 0 without hanging, every future is done, every call answers one of
  * its documented codes; the sanitizer builds see any touch of the freed pool.
  *
@@ -33,16 +36,17 @@
 #define PAUSE_NS (200 * ASYNC_MICROSECOND)
 
 enum scenario { CANCEL_RUNNING, CANCEL_QUEUED_CANCEL, CANCEL_QUEUED_DRAIN, GET_INLINE,
-                NSCENARIOS };
+                WAKE_PARKED, NSCENARIOS };
 static const char *const names[NSCENARIOS] = {
     "cancel_running_vs_destroy", "cancel_queued_vs_destroy_cancel",
-    "cancel_queued_vs_destroy_drain", "get_inline_vs_destroy",
+    "cancel_queued_vs_destroy_drain", "get_inline_vs_destroy", "wake_parked_vs_destroy",
 };
 
 struct round {
     enum scenario     kind;
     pthread_barrier_t go;
-    future_t         *running;          /* CANCEL_RUNNING */
+    future_t         *running;          /* CANCEL_RUNNING, WAKE_PARKED */
+    chan_t           *chan;             /* WAKE_PARKED */
     tu_gate_t         started, release;
     future_t         *fs[NQUEUED];
     int               rc[NQUEUED];      /* what the racing thread's calls returned */
@@ -104,6 +108,14 @@ static void *child(void *arg)
     return arg;
 }
 
+/* WAKE_PARKED: waits for the racer's value. */
+static void *receive_one(void *arg)
+{
+    int v = 0;
+    int rc = chan_recv(arg, &v);
+    return (void *)(intptr_t)(rc ? -rc : v);
+}
+
 /* A queued task of the pool that submits a child (its own work: accepted
  * while the pool drains, refused once it cancels). */
 static void *parent(void *arg)
@@ -135,6 +147,11 @@ static void *racer(void *arg)
         for (int i = NQUEUED; i-- > 0;)
             r->rc[i] = future_get(r->fs[i], NULL);
         break;
+    case WAKE_PARKED: {
+        int v = 7;
+        r->rc[0] = chan_send(r->chan, &v);
+        break;
+    }
     default:
         break;
     }
@@ -146,6 +163,8 @@ static bool rc_ok(enum scenario kind, int rc)
     switch (kind) {
     case CANCEL_RUNNING:
         return rc == EBUSY || rc == EALREADY;
+    case WAKE_PARKED:
+        return rc == 0;
     case GET_INLINE:
         return rc == 0 || rc == ECANCELED;
     default:
@@ -168,6 +187,13 @@ static void one_round(struct tally *t, enum scenario kind, unsigned n)
     if (kind == CANCEL_RUNNING) {
         r.running = async_run_on(pool, spin_until_cancelled, &r.started);
         tu_gate_wait(&r.started);
+    } else if (kind == WAKE_PARKED) {
+        r.chan = chan_make(sizeof(int), 0);
+        r.running = async_run_on(pool, receive_one, r.chan);
+        async_pool_stats_t st;
+        int64_t until = tu_deadline();
+        while (async_pool_stats(pool, &st) == 0 && tu_blocked(&st) == 0 && tu_spin_once(until))
+            ;
     } else if (kind == CANCEL_QUEUED_CANCEL) {
         blocker = async_run_on(pool, block_until_cancelled, &r.started);
         tu_gate_wait(&r.started);
@@ -175,7 +201,7 @@ static void one_round(struct tally *t, enum scenario kind, unsigned n)
         blocker = async_run_on(pool, hold_until_released, &r);
         tu_gate_wait(&r.started);
     }
-    if (kind != CANCEL_RUNNING)
+    if (kind != CANCEL_RUNNING && kind != WAKE_PARKED)
         for (int i = 0; i < NQUEUED; i++)
             r.fs[i] = async_run_on(pool, kind == GET_INLINE ? parent : child,
                                    (void *)(uintptr_t)(i + 1));
@@ -192,12 +218,19 @@ static void one_round(struct tally *t, enum scenario kind, unsigned n)
     pthread_join(th, NULL);
     pthread_barrier_destroy(&r.go);
     tally_check(t, rc == 0, "round %u: destroy returned %d", n, rc);
-    if (kind == CANCEL_RUNNING) {
+    if (kind == CANCEL_RUNNING || kind == WAKE_PARKED) {
         tally_check(t, future_done(r.running), "round %u: the running task is not done", n);
-        tally_check(t, rc_ok(kind, r.rc[0]), "round %u: future_cancel returned %d", n, r.rc[0]);
+        tally_check(t, rc_ok(kind, r.rc[0]), "round %u: the racer's call returned %d", n,
+                    r.rc[0]);
+        if (kind == WAKE_PARKED) {
+            void *v = NULL;
+            tally_check(t, future_get(r.running, &v) == 0 && (intptr_t)v == 7,
+                        "round %u: the parked task got %ld", n, (long)(intptr_t)v);
+            chan_free(r.chan);
+        }
         future_free(r.running);
     }
-    for (int i = 0; kind != CANCEL_RUNNING && i < NQUEUED; i++) {
+    for (int i = 0; kind != CANCEL_RUNNING && kind != WAKE_PARKED && i < NQUEUED; i++) {
         tally_check(t, future_done(r.fs[i]), "round %u: future %d is not done", n, i);
         tally_check(t, rc_ok(kind, r.rc[i]), "round %u: the racer's call on future %d "
                     "returned %d", n, i, r.rc[i]);
@@ -216,7 +249,7 @@ int main(int argc, char **argv)
     async__test_window = pause_racer;
     /* The scenarios run, each added with the fix it checks. */
     static const enum scenario run[] = { CANCEL_RUNNING, CANCEL_QUEUED_CANCEL,
-                                         CANCEL_QUEUED_DRAIN, GET_INLINE };
+                                         CANCEL_QUEUED_DRAIN, GET_INLINE, WAKE_PARKED };
     const size_t nrun = sizeof run / sizeof run[0];
     unsigned rounds = stress_n(scale, 10000 / NSCENARIOS);
     const char *only = getenv("DESTROY_RACE_ONLY");   /* one scenario, by name */
