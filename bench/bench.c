@@ -25,7 +25,9 @@
  *       thread sends i and receives the reply, one pool task answers i+1 (as
  *       the Go peer: main goroutine + one goroutine); --w3-tasks makes the
  *       asking side a pool task too.
- *   W3T W3 with both parties pool tasks (Go's W3 is two goroutines).
+ *   W3T W3 with both parties pool tasks (Go's W3 is two goroutines); the
+ *       main thread waits for them with a finite deadline, so that it runs
+ *       neither itself.
  *   W4  fib(27), a task per call: spawn fib(n-1), compute fib(n-2) inline,
  *       get (the tbb-taskgroup peer's shape). The root runs on the pool and
  *       the main thread waits with a finite deadline, which never runs tasks,
@@ -305,7 +307,14 @@ static long long w3_pass(async_pool_t *pool, long n)
     long long sum;
     if (w3_tasks) {
         future_t *g = spawn(pool, pinger_task, &pp);
-        long long *r = (long long *)get_int(g);
+        /* A finite deadline: a wait without one would run the pending
+         * pinger inline on the main thread, and the pair would be main and
+         * a task again (W3), not two tasks. */
+        void *rv = NULL;
+        int grc = future_get_until(g, &rv, async_now() + 3600 * ASYNC_SECOND);
+        if (grc)
+            fail("future_get_until", grc);
+        long long *r = rv;
         sum = *r;
         free(r);
         future_free(g);

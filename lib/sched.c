@@ -23,8 +23,9 @@
  * A submission wakes at most one idle worker, and only when nobody is
  * searching already (Go's and Tokio's rule: a searcher will find the new
  * work, so waking another would only make a thundering herd). A searcher
- * that finds work stops searching and, if it was the last searcher, wakes
- * one more worker, so parallelism ramps up one worker at a time. Putting a
+ * that finds work stops searching and, if it was the last searcher and more
+ * work is visible, wakes one more worker, so parallelism ramps up one worker
+ * at a time. Putting a
  * fiber in the run-next slot wakes nobody (Tokio's LIFO slot): its waker
  * runs it as soon as its own task blocks or ends, which in a hand-off is
  * at once. A searcher takes another worker's run-next fiber only when it
@@ -102,7 +103,6 @@
 
 #define RETIRE_NS        (3 * ASYNC_SECOND)
 #define SEARCH_NS        (20 * ASYNC_MICROSECOND)
-#define SEARCH_SPIN_ROUNDS 64u
 #define RUNNEXT_GRACE    (5 * ASYNC_MICROSECOND)
 #define SPAWN_RETRY_NS   (10 * ASYNC_MILLISECOND)
 #define RUNNEXT_MAX      32u
@@ -798,13 +798,9 @@ static void *search(struct async_worker *w)
             if (async__timers_due(pool, now))
                 return NULL;   /* back to the loop, which runs them */
         }
-        /* Spin first (a hand-off from a thread that is running now comes
-         * within a microsecond), then give the CPU away between rounds. */
-        if (round < SEARCH_SPIN_ROUNDS)
-            for (int i = 0; i < 32; i++)
-                async__cpu_relax();
-        else
-            sched_yield();
+        sched_yield();   /* not a pause loop: it would contend with the
+                            threads that make the work, and on a machine
+                            with no spare core take their CPU */
     }
 }
 
@@ -826,9 +822,13 @@ static void *find_work(struct async_worker *w)
     if (!it)
         it = search(w);
     if (it && w->searching) {
-        /* The last searcher found work: there may be more, wake another. */
+        /* The last searcher found work: if there is more, wake another (not
+         * otherwise: a hand-off from one thread to a task would wake a
+         * second worker for nothing every time, and on a small machine it
+         * would take the CPU from the very threads doing the hand-off). */
         w->searching = false;
-        if (atomic_fetch_sub_explicit(&pool->nsearching, 1, memory_order_seq_cst) == 1)
+        if (atomic_fetch_sub_explicit(&pool->nsearching, 1, memory_order_seq_cst) == 1 &&
+            work_visible(pool))
             async__signal_work(pool);
     }
     return it;
