@@ -204,6 +204,8 @@ struct async_fiber {
     uint64_t           *canary;         /* checked at every switch-out, or NULL */
     void               *tsan;           /* ThreadSanitizer fiber */
     void               *asan_fake;      /* AddressSanitizer fake-stack save */
+    char               *lsan_lo;        /* LeakSanitizer root region of a */
+    size_t              lsan_size;      /*   parked fiber (sched.c) */
     unsigned            vg_id;          /* valgrind stack id */
     bool                is_stack;       /* a stack fiber (not a thread's) */
 };
@@ -408,7 +410,7 @@ struct async_wnode *async__wq_pop(struct async_wqueue *q);
 /* Wake a target: unpark a thread, or make a parked fiber runnable (through
  * async__ready_hook). Type-stable targets make a late call a spurious wake. */
 void async__wake(uintptr_t target);
-extern void (*async__ready_hook)(struct async_fiber *f);
+extern void (*_Atomic async__ready_hook)(struct async_fiber *f);
 
 /* Whom a wait on this thread, right now, should name as its target. */
 uintptr_t async__wait_target(void);   /* 0: ENOMEM (no parker) */

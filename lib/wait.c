@@ -28,7 +28,7 @@
  */
 #include "internal.h"
 
-void (*async__ready_hook)(struct async_fiber *f);
+void (*_Atomic async__ready_hook)(struct async_fiber *f);
 
 /* ---------------------------------------------------- waiter queues */
 
@@ -87,7 +87,7 @@ static void fiber_wake(struct async_fiber *f)
         if (atomic_compare_exchange_weak_explicit(&f->state, &s, to,
                 memory_order_seq_cst, memory_order_seq_cst)) {
             if (to == ASYNC_F_RUNNABLE)
-                async__ready_hook(f);
+                atomic_load_explicit(&async__ready_hook, memory_order_acquire)(f);
             else if (to == ASYNC_F_RUNNING)
                 async__unpark(tp);
             return;

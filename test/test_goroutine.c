@@ -503,38 +503,49 @@ static void *panic_after_park(void *arg)
     async_panic(EDOM, "panic after park, value %d", v);
 }
 
-/* Holds its worker (without parking) until *arg opens; answers whether it
- * ran on the thread at hold->on. */
+/* Holds its worker (without parking) until the round lets it go; answers
+ * whether it ran on the thread at hold->on. A holder that lands on another
+ * worker holds that one too (until `wrong_release`), so that the next holder
+ * can only run where the first did not: a free worker is never left to
+ * take every holder while the one we want sleeps. */
 struct hold {
     long       on;
     tu_gate_t  holding, release;
+    tu_gate_t  wrong_holding, wrong_release;
 };
 
 static void *hold_if_on(void *arg)
 {
     struct hold *h = arg;
-    if (thread_id() != h->on)
+    if (thread_id() != h->on) {
+        tu_gate_open(&h->wrong_holding);
+        tu_gate_wait(&h->wrong_release);
         return (void *)0;
+    }
     tu_gate_open(&h->holding);
     tu_gate_wait(&h->release);
     return (void *)1;
 }
 
-/* Until one lands on h->on: submit holders. */
+/* On a 2-worker pool: hold the worker at h->on. */
 static future_t *hold_thread(async_pool_t *pool, struct hold *h)
 {
-    for (int attempt = 0; attempt < 10000; attempt++) {
-        future_t *f = async_run_on(pool, hold_if_on, h);
-        cr_assert_not_null(f);
-        int64_t until = tu_deadline();
-        while (!future_done(f) && !tu_gate_is_open(&h->holding))
-            cr_assert(tu_spin_once(until));
-        if (tu_gate_is_open(&h->holding))
-            return f;
-        future_free(f);
-    }
-    cr_assert_fail("no holder ever ran on the parked task's worker");
-    return NULL;
+    future_t *first = async_run_on(pool, hold_if_on, h);
+    cr_assert_not_null(first);
+    int64_t until = tu_deadline();
+    while (!tu_gate_is_open(&h->holding) && !tu_gate_is_open(&h->wrong_holding))
+        cr_assert(tu_spin_once(until), "the first holder never ran");
+    if (tu_gate_is_open(&h->holding))
+        return first;
+    /* It holds the other worker: the next one can only run on ours. */
+    future_t *second = async_run_on(pool, hold_if_on, h);
+    cr_assert_not_null(second);
+    while (!tu_gate_is_open(&h->holding))
+        cr_assert(tu_spin_once(until), "no holder ever ran on the parked task's worker");
+    tu_gate_open(&h->wrong_release);
+    cr_assert_eq(tu_get(first, NULL), 0);
+    future_free(first);
+    return second;
 }
 
 Test(goroutine, panic_after_migration_runs_defers_and_fails_the_future)
