@@ -330,37 +330,32 @@ static long long w3_pass(async_pool_t *pool, long n)
     return sum;
 }
 
-static void w3t(void)
+/* W3 (main thread + task) or W3T (two tasks). */
+static void w3_run(const char *name, bool tasks)
 {
-    w3_tasks = true;
+    w3_tasks = tasks;
     const long n = 200000;
     async_pool_t *pool = make_pool(opt_threads, 0);
     w3_pass(pool, n / 10);
     uint64_t t0 = now_ns();
     long long sum = w3_pass(pool, n);
     uint64_t t1 = now_ns();
-    check("W3T", sum, (long long)n * (n + 1) / 2);
+    check(name, sum, (long long)n * (n + 1) / 2);
     char extra[160];
-    snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=task+task",
-             opt_threads, peak_threads(pool));
+    snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=%s", opt_threads,
+             peak_threads(pool), tasks ? "task+task" : "main+task");
     destroy_pool(pool, ASYNC_DRAIN);
-    report("W3T", n, (double)(t1 - t0) / (double)n, extra);
+    report(name, n, (double)(t1 - t0) / (double)n, extra);
 }
 
 static void w3(void)
 {
-    const long n = 200000;
-    async_pool_t *pool = make_pool(opt_threads, 0);
-    w3_pass(pool, n / 10);
-    uint64_t t0 = now_ns();
-    long long sum = w3_pass(pool, n);
-    uint64_t t1 = now_ns();
-    check("W3", sum, (long long)n * (n + 1) / 2);
-    char extra[160];
-    snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=%s", opt_threads,
-             peak_threads(pool), w3_tasks ? "task+task" : "main+task");
-    destroy_pool(pool, ASYNC_DRAIN);
-    report("W3", n, (double)(t1 - t0) / (double)n, extra);
+    w3_run(w3_tasks ? "W3T" : "W3", w3_tasks);
+}
+
+static void w3t(void)
+{
+    w3_run("W3T", true);
 }
 
 /* ---------------------------------------------------------------- W4 */
