@@ -102,6 +102,24 @@ _Noreturn void async__abort(const char *file, int line, const char *what);
             async__abort(__FILE__, __LINE__, #expr);                         \
     } while (0)
 
+/* An invariant of the library (a reference count that never underflows, a
+ * record never queued twice, a state that only moves forward). Checked in
+ * the checked build (-Dchecks, on in debug and sanitizer builds), where a
+ * broken one aborts with file, line and the predicate; compiled out (not
+ * evaluated) otherwise. */
+#ifndef ASYNC_CHECKS
+#  define ASYNC_CHECKS 0
+#endif
+#if ASYNC_CHECKS
+#  define ASYNC_ASSERT(pred)                                                 \
+    do {                                                                     \
+        if (ASYNC_UNLIKELY(!(pred)))                                         \
+            async__abort(__FILE__, __LINE__, "assertion failed: " #pred);   \
+    } while (0)
+#else
+#  define ASYNC_ASSERT(pred) ((void)sizeof(!(pred)))
+#endif
+
 void *async__malloc(size_t n);              /* NULL on failure (errno ENOMEM) */
 void *async__calloc(size_t n, size_t size); /* overflow checked */
 void  async__free(void *p);
