@@ -488,6 +488,13 @@ enum {
 
 enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
 
+/* Bits of a record's `flags` (set with atomic fetch_or, never cleared while
+ * the record lives; zero when the record is made). */
+enum {
+    ASYNC_RF_READ  = 1u << 0,   /* the outcome was read (unread failures) */
+    ASYNC_RF_SCOPE = 1u << 1,   /* the task belongs to a scope, or opened one */
+};
+
 /*
  * The record behind a future_t: one allocation per submission (argument copy
  * included), recycled through a per-thread cache. 72 bytes on LP64 (the
@@ -513,7 +520,7 @@ struct future {
     _Atomic uint8_t  cancel;      /* cancellation requested */
     uint8_t          kind;        /* ASYNC_KIND_*; immutable */
     uint8_t          size_class;  /* 1: standard size (cacheable) */
-    uint8_t          spare;
+    _Atomic uint8_t  flags;       /* ASYNC_RF_* bits, set with fetch_or */
     _Atomic uint32_t runner;      /* wake-target id of whoever runs it (its
                                      fiber, or its thread's parker): stored
                                      when the run starts, read by

@@ -207,7 +207,7 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     f->err = 0;
     atomic_init(&f->cancel, 0);
     f->kind = kind;
-    f->spare = 0;
+    atomic_init(&f->flags, 0);
     atomic_init(&f->runner, 0);
     f->fn = NULL;
     f->io.arg = NULL;
