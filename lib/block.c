@@ -231,6 +231,7 @@ int async_sleep_until(int64_t deadline)
         return 0;
     struct async_waiter w;
     w.target = async__wait_target();
+    atomic_init(&w.claim, 0);
     atomic_init(&w.fired, 0);
     if (!w.target) {
         /* No memory for a parker: sleep without one (signals may cut a

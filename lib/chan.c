@@ -34,47 +34,61 @@
  *     match itself).
  *   closed  =>  sendq and recvq are empty once chan_close has returned, and
  *     nothing is ever queued again (every operation checks closed first).
- *   A wnode in a queue has linked == true and w->fired == 0, except a select's
- *     wnode whose waiter another channel already fired: it stays until the
- *     select unlinks it, and a firer that pops it here loses the CAS on
- *     `fired` and skips it.
+ *   A wnode in a queue has linked == true and w->claim == 0, except one
+ *     whose waiter was claimed elsewhere (a select another channel took) or
+ *     by itself (a waiter that gave up): it stays until its waiter unlinks
+ *     it, and a firer that pops it here loses the CAS on `claim` and drops it.
  *   A value is copied into a receiver's buffer only by the party that won
  *     that receiver's waiter, so it is never delivered twice, and a waiter
  *     that reports a failure was never won (see "Unwaiting").
  *
- * Firing, and why plain and select waiters differ. A plain send or receive
- * (wnode->index == ASYNC_CHAN_SOLO) sits on one queue and only its channel
- * fires it, under the lock, while it is linked: the firer pops it, copies the
- * value, stores the result, and only then fires it (the CAS cannot lose). The
- * waiter may return the moment it sees `fired`, and finds everything done.
- * A select's waiter sits on several queues and the first channel to win the
- * CAS takes it; the firer must win before it touches the select's buffers, so
- * it fires first and copies afterwards, still under the lock — the select
- * reads its result only after it has locked every one of its channels again
- * to unlink the rest (select.c), which orders it after this critical section.
+ * Taking a waiter (struct async_waiter in internal.h: claim, then fire).
+ * Under the lock the party that completes a blocked operation pops the
+ * wnode, wins the CAS on its waiter's `claim` (the value: 1 for a plain send
+ * or receive, case index + 1 for a select; a select sits on several queues,
+ * and the first channel to win takes it), copies the value, stores the
+ * result and, for a select, unlinks the select's other wnodes on this
+ * channel. Only after its unlock does it fire the waiter (the store to
+ * `fired`) and wake it (struct chan_wake, async__chan_wake). The waiter may
+ * return the moment it sees `fired`, finds everything done, and its caller
+ * may free the channel at once (Go code does: the last receive, then drop
+ * the channel), so the firer must be done with the channel before the fire.
+ * A select that was taken does not lock the winning channel again (select.c,
+ * pass 3): the firer already unlinked its wnodes there.
  *
  * Unwaiting. When async__wait returns ETIMEDOUT or ECANCELED, the waiter
- * takes the lock and looks at `linked`: still linked means nobody took it; it
- * unlinks itself and reports the failure. Not linked means a firer popped it,
- * and popping, copying and firing happen in one critical section, so the
- * operation happened: its result stands and the failure is not reported.
+ * claims itself (async__waiter_abandon). Winning means nobody took it and
+ * nobody will: it locks the channel, unlinks itself if still linked, and
+ * reports the failure. Losing means a party took it: the operation happened
+ * (or is finishing), so its result stands; the waiter waits for the fire
+ * (a window of a few instructions on a running thread) and does not touch
+ * the channel, which that party may already have let its caller free.
+ *
+ * Freeing. A channel may be freed as soon as the last call on it has
+ * returned, and by a party that saw a hand-off even while the other party's
+ * call is on its way out: no call touches the channel after its operation
+ * became visible to the other side (a firer fires after its unlock, a taken
+ * waiter never locks the channel again). The one exception is the futex
+ * wake of a contended unlock (async__unlock_slow), a system call that only
+ * names the lock's address: at worst a spurious wake of whatever waits
+ * there, as with glibc's own mutexes.
  *
  * Locks: c->lock per channel. A thread holds at most one channel lock, except
  * chan_select, which holds those of its cases in ascending address order
  * (select.c). Nothing else is locked under a channel lock but parker
- * allocation's leaf lock (a thread's first wait) and, when a close wakes more
- * than a wakeset holds, a wake (a futex system call, or a run-queue push;
- * never user code).
+ * allocation's leaf lock (a thread's first wait); every fire and wake comes
+ * after the unlock.
  *
  * Memory order:
  *   - c->lock (acquire on lock, release on unlock) orders every field of the
  *     channel and the ring's bytes.
- *   - Plain waiter: the firer's copy into / out of the waiter's element and
- *     its store to wnode->result happen before the acq_rel CAS on w->fired in
- *     async__waiter_fire; the acquire load of `fired` in async__wait pairs
- *     with it, so the woken caller reads its element and result lock-free.
- *   - Select waiter: the firer's writes precede its unlock of c->lock, which
- *     pairs with the lock the select takes in its unlink pass.
+ *   - Taken waiter (plain or select): the firer's copy into / out of the
+ *     waiter's element and its store to wnode->result happen before its
+ *     seq_cst store to w->fired (async__waiter_done); the acquire load of
+ *     `fired` (async__wait, async__waiter_await) pairs with it, so the woken
+ *     caller reads its element and result lock-free.
+ *   - claim: acq_rel CAS, by firers under the lock and by the waiter that
+ *     gives up; whoever wins owns the waiter's buffers.
  *   - count: relaxed; chan_len's read is a racy snapshot, as Go's len().
  */
 #include "chan_internal.h"
@@ -115,41 +129,56 @@ static inline size_t ring_next(const struct chan *c, size_t i)
 
 /*
  * Under c->lock: pop the first waiter of q that this channel may still take,
- * and put its wake target in *wake. A plain waiter is taken as it is (only this
- * channel fires it); a select's waiter is fired here, and one that another
- * channel fired first is dropped from the queue and skipped.
+ * and claim it (the CAS fails for a select that another channel took, or a
+ * waiter that gave up: those are dropped). A select's other wnodes on this
+ * channel (it may name one channel in several cases) are unlinked now, since
+ * the select will not lock this channel again. The caller moves the value
+ * and then, after its unlock, fires the waiter: async__chan_wake.
  */
-static struct async_wnode *wq_take(struct async_wqueue *q, uintptr_t *wake)
+static struct async_wnode *wq_take(struct async_wqueue *q, struct chan_wake *cw)
 {
     struct async_wnode *n;
     while ((n = async__wq_pop(q)) != NULL) {
-        uintptr_t p = n->w->target;   /* before the CAS */
-        if (n->index == ASYNC_CHAN_SOLO ||
-            async__waiter_fire(n->w, (uintptr_t)n->index + 1)) {
-            *wake = p;
-            return n;
-        }
+        uintptr_t v = n->index == ASYNC_CHAN_SOLO ? 1 : (uintptr_t)n->index + 1;
+        if (!async__waiter_claim(n->w, v))
+            continue;
+        for (struct async_wnode *o = n->same; o && o != n; o = o->same)
+            if (o->linked)
+                async__wq_remove(o->queue, o);
+        cw->taken = n;
+        return n;
     }
     return NULL;
 }
 
-/*
- * Under c->lock, after the value moved: store the result and, for a plain
- * waiter, fire it. After that the waiter may return at once: n is not
- * touched again.
- */
-static void wnode_done(struct async_wnode *n, int result)
+/* Fire a taken waiter and wake it. No lock held: once fired the waiter (on
+ * its caller's stack) may be gone, and so may its channel. */
+static void wnode_fire(struct async_wnode *n)
 {
-    n->result = result;
-    if (n->index == ASYNC_CHAN_SOLO && !async__waiter_fire(n->w, 1))
-        async__abort(__FILE__, __LINE__, "plain channel waiter fired twice");
+    struct async_waiter *w = n->w;
+    uintptr_t t = w->target;   /* before the fire */
+    async__waiter_done(w, atomic_load_explicit(&w->claim, memory_order_relaxed));
+    async__wake(t);
 }
 
-int async__chan_try_send(struct chan *c, const void *elem, uintptr_t *wake)
+void async__chan_wake(struct chan_wake *cw)
+{
+    if (cw->taken)
+        wnode_fire(cw->taken);
+}
+
+/* Under c->lock, after the value moved: the taken waiter's result (read by
+ * the waiter once fired). */
+static inline void wnode_done(struct async_wnode *n, int result)
+{
+    n->result = result;
+}
+
+int async__chan_try_send(struct chan *c, const void *elem, struct chan_wake *cw)
 {
     if (c->closed)
         return EPIPE;
-    struct async_wnode *r = wq_take(&c->recvq, wake);
+    struct async_wnode *r = wq_take(&c->recvq, cw);
     if (r) {
         elem_copy(c, r->elem, elem);
         wnode_done(r, 0);
@@ -180,9 +209,9 @@ static void recv_from_sender(struct chan *c, struct async_wnode *s, void *elem)
     wnode_done(s, 0);
 }
 
-int async__chan_try_recv(struct chan *c, void *elem, uintptr_t *wake)
+int async__chan_try_recv(struct chan *c, void *elem, struct chan_wake *cw)
 {
-    struct async_wnode *s = wq_take(&c->sendq, wake);
+    struct async_wnode *s = wq_take(&c->sendq, cw);
     if (s) {
         recv_from_sender(c, s, elem);
         return 0;
@@ -199,15 +228,19 @@ int async__chan_try_recv(struct chan *c, void *elem, uintptr_t *wake)
 
 /* ---------------------------------------------------------- blocking */
 
-/* Still linked after a failed wait: unlink and report rc; else the operation
- * happened and its result stands. */
+/* After a failed wait: give the waiter up, unlinking it, and report rc; or,
+ * when a party took it first, wait for its fire: the operation happened and
+ * its result stands. The channel is not touched then (the party may have
+ * made the hand-off visible to a caller that frees it). */
 static int unwait(struct chan *c, struct async_wqueue *q, struct async_wnode *n, int rc)
 {
+    if (!async__waiter_abandon(n->w)) {
+        async__waiter_await(n->w);
+        return n->result;
+    }
     async__lock(&c->lock);
     if (n->linked)
         async__wq_remove(q, n);
-    else
-        rc = n->result;
     async__unlock(&c->lock);
     return rc;
 }
@@ -233,12 +266,12 @@ static int block_on(struct chan *c, struct async_wqueue *q, void *elem, int64_t 
     return rc == 0 ? n.result : unwait(c, q, &n, rc);
 }
 
-/* Finish a try that did not block: drop the lock, then wake the party. */
-static int done(struct chan *c, int rc, uintptr_t wake)
+/* Finish a try that did not block: drop the lock, then fire and wake the
+ * party. c is not touched after the unlock. */
+static int done(struct chan *c, int rc, struct chan_wake *cw)
 {
     async__unlock(&c->lock);
-    if (wake)
-        async__wake(wake);
+    async__chan_wake(cw);
     return rc;
 }
 
@@ -278,11 +311,11 @@ int chan_send_until(chan_t *c, const void *elem, int64_t deadline)
         return EINVAL;
     if (async__cancel_requested())
         return ECANCELED;
-    uintptr_t wake = 0;
+    struct chan_wake cw = { 0 };
     async__lock(&c->lock);
-    int rc = async__chan_try_send(c, elem, &wake);
+    int rc = async__chan_try_send(c, elem, &cw);
     if (rc != EAGAIN)
-        return done(c, rc, wake);
+        return done(c, rc, &cw);
     return block_on(c, &c->sendq, (void *)elem, deadline);
 }
 
@@ -292,11 +325,11 @@ int chan_recv_until(chan_t *c, void *elem, int64_t deadline)
         return EINVAL;
     if (async__cancel_requested())
         return ECANCELED;
-    uintptr_t wake = 0;
+    struct chan_wake cw = { 0 };
     async__lock(&c->lock);
-    int rc = async__chan_try_recv(c, elem, &wake);
+    int rc = async__chan_try_recv(c, elem, &cw);
     if (rc != EAGAIN)
-        return done(c, rc, wake);
+        return done(c, rc, &cw);
     return block_on(c, &c->recvq, elem, deadline);
 }
 
@@ -310,14 +343,16 @@ int chan_recv(chan_t *c, void *elem)
     return chan_recv_until(c, elem, ASYNC_FOREVER);
 }
 
-/* Under c->lock: fail every waiter of q with EPIPE. */
-static void fail_all(struct async_wqueue *q, struct async_wakeset *ws)
+/* Under c->lock: fail every waiter of q with EPIPE, chaining them on *taken
+ * (through their `next`, the queue's no more) to be fired after the unlock. */
+static void fail_all(struct async_wqueue *q, struct async_wnode **taken)
 {
-    uintptr_t p;
+    struct chan_wake cw = { 0 };
     struct async_wnode *n;
-    while ((n = wq_take(q, &p)) != NULL) {
+    while ((n = wq_take(q, &cw)) != NULL) {
         wnode_done(n, EPIPE);
-        async__wakeset_add(ws, p);
+        n->next = *taken;
+        *taken = n;
     }
 }
 
@@ -325,17 +360,22 @@ int chan_close(chan_t *c)
 {
     if (!c)
         return EINVAL;
-    struct async_wakeset ws = { 0 };
+    struct async_wnode *taken = NULL;
     async__lock(&c->lock);
     if (c->closed) {
         async__unlock(&c->lock);
         return EPIPE;
     }
     c->closed = true;
-    fail_all(&c->recvq, &ws);   /* empty unless count == 0 */
-    fail_all(&c->sendq, &ws);   /* their values were never taken */
+    fail_all(&c->recvq, &taken);   /* empty unless count == 0 */
+    fail_all(&c->sendq, &taken);   /* their values were never taken */
     async__unlock(&c->lock);
-    async__wakeset_flush(&ws);
+    /* c may be freed by a waiter from the first fire on */
+    while (taken) {
+        struct async_wnode *next = taken->next;   /* before the fire */
+        wnode_fire(taken);
+        taken = next;
+    }
     return 0;
 }
 

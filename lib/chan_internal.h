@@ -42,14 +42,27 @@ struct chan {
 #define ASYNC_CHAN_SOLO SIZE_MAX
 
 /*
+ * What a hand-off leaves to do once every lock is released: fire the waiter
+ * it took (a plain send or receive, or a select), and wake it. Not under the
+ * lock: the moment the waiter sees `fired` it may return, and its caller may
+ * free the channel, so the firer must be done with the channel first.
+ */
+struct chan_wake {
+    struct async_wnode *taken;   /* claimed under the lock, to fire; or NULL */
+};
+
+/*
  * The core, called with c->lock held. Each either completes the operation
  * now and returns 0, or returns EPIPE (closed: a send, or a receive on a
  * drained channel) or EAGAIN (it would block; nothing changed). When the
- * operation handed off to or from a blocked party, *wake receives that
- * party's wake target, to be woken once every lock is released; else it is
- * left untouched (initialise it to 0).
+ * operation handed off to or from a blocked party, *cw says what is left to
+ * do for it; pass cw to async__chan_wake once every lock is released (start
+ * with { 0 }).
  */
-int async__chan_try_send(struct chan *c, const void *elem, uintptr_t *wake);
-int async__chan_try_recv(struct chan *c, void *elem, uintptr_t *wake);
+int async__chan_try_send(struct chan *c, const void *elem, struct chan_wake *cw);
+int async__chan_try_recv(struct chan *c, void *elem, struct chan_wake *cw);
+/* With no channel lock held: fire and wake what a try left. After it,
+ * nothing of the channel is touched. */
+void async__chan_wake(struct chan_wake *cw);
 
 #endif /* ASYNC_CHAN_INTERNAL_H */

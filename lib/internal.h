@@ -394,23 +394,40 @@ size_t async__stack_room(void);
 /*
  * The waiter: one per blocked call, on the caller's stack. It is published on
  * one or more objects through wnodes (one per object: a future's waiter list,
- * a channel's send or receive queue); the first object to fire it wins the CAS
- * on `fired`. Objects touch their wnodes only under their own lock, and fire
- * a waiter only under that lock, so once the waiter has unlinked itself from
- * every object (or found itself fired) nothing else touches it.
+ * a channel's send or receive queue). Taking it is two steps:
+ *   claim  the first object to win the CAS on `claim` (under its own lock)
+ *          owns the waiter; the waiter itself may claim it first after a
+ *          failed wait (async__waiter_abandon), and then nobody takes it;
+ *   fire   the owner stores the claim's value in `fired` once it is done
+ *          with the waiter's buffers, and then wakes it. From that store on
+ *          the waiter may return, and its caller may free the object.
+ * A future, kept alive by its references, claims and fires in one step under
+ * its lock (async__waiter_fire). A channel, which its users may free the
+ * moment a hand-off is visible, claims and copies under its lock and fires
+ * only after its unlock (chan.c, "Freeing"). Objects touch their wnodes only
+ * under their own lock, so once the waiter has unlinked itself from every
+ * object, or has been fired, nothing else touches it.
  */
 struct async_waiter {
     uintptr_t         target;     /* whom to wake: a parker or a fiber
                                      (ASYNC_TARGET_FIBER); immutable while
                                      published */
-    _Atomic uintptr_t fired;      /* 0 while waiting; set once, by the CAS in
-                                     async__waiter_fire (release), read with
+    _Atomic uintptr_t claim;      /* 0 while open; set once, by a CAS: the
+                                     taker's value, or ASYNC_WAITER_ABANDONED */
+    _Atomic uintptr_t fired;      /* 0 until the taker is done; then the
+                                     claim's value (seq_cst store), read with
                                      acquire by the waiting side */
 };
+#define ASYNC_WAITER_ABANDONED UINTPTR_MAX
 
 struct async_wnode {
     struct async_wnode  *next, *prev;  /* guarded by the owning object's lock */
     struct async_waiter *w;            /* immutable while linked */
+    struct async_wnode  *same;         /* select: the next wnode of this
+                                          waiter on the same channel (a
+                                          ring), or NULL; immutable */
+    struct async_wqueue *queue;        /* select: the queue it is on;
+                                          immutable */
     void                *elem;         /* channels: the caller's element */
     size_t               index;        /* position in a select / wait_any */
     int                  result;       /* set by the firer under the lock */
@@ -436,6 +453,7 @@ uintptr_t async__wait_target(void);   /* 0: ENOMEM (no parker) */
 static inline int async__waiter_init(struct async_waiter *w)
 {
     w->target = async__wait_target();
+    atomic_init(&w->claim, 0);
     atomic_init(&w->fired, 0);
     return w->target ? 0 : ENOMEM;
 }
@@ -452,17 +470,51 @@ static inline int async__waiter_prepare(struct async_waiter *w, int64_t deadline
     return async__waiter_init(w);
 }
 
-/* Under the owner's lock: claim the waiter with value (nonzero). Returns true
- * when this call won; the caller must then async__wake(w->target) — read the
- * target before the CAS, since a fired waiter may return at once. */
-static inline bool async__waiter_fire(struct async_waiter *w, uintptr_t value)
+/* Under the owner's lock: claim the waiter with value (nonzero, not
+ * ASYNC_WAITER_ABANDONED). true when this call won it. */
+static inline bool async__waiter_claim(struct async_waiter *w, uintptr_t value)
+{
+    uintptr_t zero = 0;
+    return atomic_compare_exchange_strong_explicit(&w->claim, &zero, value,
+            memory_order_acq_rel, memory_order_relaxed);
+}
+
+/* The claimer is done with the waiter: fire it with its claim's value. The
+ * caller must then async__wake(w->target), read before this store, since a
+ * fired waiter may return at once. */
+static inline void async__waiter_done(struct async_waiter *w, uintptr_t value)
 {
     /* seq_cst: with the wake's seq_cst read of a fiber's state, a Dekker
      * pair against the fiber's PARKING store and its read of `fired` */
-    uintptr_t zero = 0;
-    return atomic_compare_exchange_strong_explicit(&w->fired, &zero, value,
-            memory_order_seq_cst, memory_order_relaxed);
+    atomic_store_explicit(&w->fired, value, memory_order_seq_cst);
 }
+
+/* Under the owner's lock: claim and fire in one step. true when this call
+ * won; the caller must then wake the target (read before the call). */
+static inline bool async__waiter_fire(struct async_waiter *w, uintptr_t value)
+{
+    if (!async__waiter_claim(w, value))
+        return false;
+    async__waiter_done(w, value);
+    return true;
+}
+
+/* After a failed wait: claim the waiter for itself, so that no object takes
+ * it any more. false when an object claimed it first: the operation happened
+ * (or is happening), and the waiter must wait until `fired` before it
+ * returns (async__waiter_await). */
+static inline bool async__waiter_abandon(struct async_waiter *w)
+{
+    uintptr_t zero = 0;
+    return atomic_compare_exchange_strong_explicit(&w->claim, &zero,
+            ASYNC_WAITER_ABANDONED, memory_order_acq_rel, memory_order_acquire);
+}
+
+/* A claimed waiter waits for its claimer to fire it: a window of a few
+ * instructions on a running thread (the claimer holds no wait of its own
+ * between the claim and the fire), so it spins, then yields. Returns the
+ * claim's value. */
+uintptr_t async__waiter_await(struct async_waiter *w);
 
 /* A small set of targets to wake once a lock is released. */
 struct async_wakeset {

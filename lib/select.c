@@ -17,10 +17,14 @@
  *           ETIMEDOUT; else, still holding every lock, put one wnode per case
  *           (index = case index) on its channel's send or receive queue, all
  *           for one waiter on this stack; unlock; async__wait.
- *   pass 3  for each case, lock its channel, unlink the wnode if still
- *           linked, unlock. The first channel to fire the waiter won the CAS
- *           on `fired` (value: case index + 1) and performed that case; the
- *           others found it fired and skipped it.
+ *   pass 3  the first channel to take the waiter won the CAS on its
+ *           `claim` (value: case index + 1), performed that case, unlinked
+ *           our wnodes on that channel and, after its unlock, fired us. We
+ *           wait for that fire, then for each case on another channel lock
+ *           it, unlink the wnode if still linked, unlock. A wait that failed
+ *           (deadline, cancellation) first claims the waiter itself; if it
+ *           wins nobody performed anything and every channel is unlinked,
+ *           else it goes on as if woken.
  * Rejected: locking one channel at a time in pass 1 and 2 (crossbeam's way).
  * A channel that became ready after we looked at it but before our wnode was
  * on it would then have to be noticed by re-checking after registration and
@@ -34,26 +38,34 @@
  * is locked once (the sorted order puts duplicates side by side). Pass 3
  * takes one lock at a time.
  *
- * Why pass 3 may read the result. The firer fires first and copies into (or
- * out of) our case's element afterwards, under its channel's lock. Pass 3
- * locks every channel of the select, the winner's included, so it cannot pass
- * that channel before the firer has released it: the release of the firer's
- * unlock pairs with the acquire of our lock, and the element and
- * wnode->result are then complete. For the same reason our stack frame stays
- * valid while any firer still looks at it: each firer holds a lock that pass 3
- * must take before we return.
+ * A hand-off in pass 1 fires the waiter it took only after every lock is
+ * released (async__chan_wake): from the fire on, that waiter's caller may
+ * free the channel (chan.c, "Freeing").
+ *
+ * Why pass 3 may read the result, and skips the winning channel. The firer
+ * claims us, copies into (or out of) our case's element, stores the result
+ * and unlinks our other wnodes on its channel, all under that channel's lock;
+ * it fires us (a seq_cst store to `fired`) only after its unlock, and our
+ * acquire read of `fired` pairs with it. So once fired, everything we read
+ * is complete, nothing of ours is left on the winning channel, and our stack
+ * frame is not touched again. We must not lock the winning channel: its
+ * other party may have seen the hand-off and freed it. The other channels
+ * saw no operation of ours and are still ours to unlock from.
  *
  * A select cannot match itself: its wnodes are queued only in pass 2, after
  * pass 1 has looked at every case, and a queued wnode is taken only by an
  * operation that arrives later.
  *
  * Invariants: during pass 2 and until pass 3 has visited case i, the wnode of
- *   case i is on chan(i)'s queue or has been popped by a firer of chan(i);
+ *   case i is on chan(i)'s queue, or has been popped by a firer of chan(i),
+ *   or unlinked by the firer that took the select on chan(i);
  *   after pass 3, no wnode of this select is linked anywhere.
- *   fired != 0  =>  exactly the case fired - 1 was performed.
+ *   claim == k + 1 (k a case)  =>  exactly case k was performed, and fired
+ *   becomes k + 1 once its firer is done; claim == ABANDONED  =>  nothing was.
  * Locks: the channels' locks only; order: ascending address.
- * Memory order: see the two pairs above (the waiter's `fired`, acquire in
- * async__wait, for the wake-up; the channel lock for the data).
+ * Memory order: the waiter's `fired` (seq_cst store by the firer after its
+ * copy, acquire read in async__wait / async__waiter_await) for the data and
+ * the wake-up; `claim` (acq_rel CAS) for who owns our buffers.
  */
 #include "chan_internal.h"
 
@@ -212,13 +224,13 @@ static struct async_wqueue *case_queue(const chan_case_t *cs)
 /* Pass 1, every lock held: perform the first ready case in poll order.
  * EAGAIN when none is ready; locks are still held either way. */
 static int pass_poll(chan_case_t *cases, const struct select_scratch *s, size_t *which,
-                     uintptr_t *wake)
+                     struct chan_wake *cw)
 {
     for (size_t k = 0; k < s->live; k++) {
         size_t i = s->poll[k];
         chan_case_t *cs = &cases[i];
-        int rc = cs->op == CHAN_SEND ? async__chan_try_send(cs->chan, cs->elem, wake)
-                                     : async__chan_try_recv(cs->chan, cs->elem, wake);
+        int rc = cs->op == CHAN_SEND ? async__chan_try_send(cs->chan, cs->elem, cw)
+                                     : async__chan_try_recv(cs->chan, cs->elem, cw);
         if (rc != EAGAIN) {
             *which = i;
             return rc;
@@ -227,23 +239,38 @@ static int pass_poll(chan_case_t *cases, const struct select_scratch *s, size_t 
     return EAGAIN;
 }
 
-/* Pass 2, every lock held: queue one wnode per live case for waiter w. */
+/* Pass 2, every lock held: queue one wnode per live case for waiter w. The
+ * wnodes of one channel (side by side in address order) form a ring through
+ * `same`, so that the channel that takes the select unlinks them all. */
 static void pass_enqueue(chan_case_t *cases, struct select_scratch *s, struct async_waiter *w)
 {
+    struct async_wnode *first = NULL;   /* of the current channel's run */
     for (size_t k = 0; k < s->live; k++) {
         size_t i = s->order[k];
         struct async_wnode *nd = &s->nodes[i];
-        *nd = (struct async_wnode){ .w = w, .elem = cases[i].elem, .index = i };
-        async__wq_push(case_queue(&cases[i]), nd);
+        struct async_wqueue *q = case_queue(&cases[i]);
+        *nd = (struct async_wnode){ .w = w, .queue = q, .elem = cases[i].elem, .index = i };
+        if (k > 0 && cases[s->order[k - 1]].chan == cases[i].chan) {
+            struct async_wnode *prev = &s->nodes[s->order[k - 1]];
+            prev->same = nd;
+            nd->same = first;   /* close the ring; the next one reopens it */
+        } else {
+            first = nd;
+        }
+        async__wq_push(q, nd);
     }
 }
 
-/* Pass 3: unlink every wnode still queued; each channel locked in turn. */
-static void pass_unlink(chan_case_t *cases, struct select_scratch *s)
+/* Pass 3: unlink every wnode still queued, each channel locked in turn,
+ * except on `taken`, the channel that took the select (NULL: none did),
+ * which unlinked them itself and may be freed by now (chan.c, "Freeing"). */
+static void pass_unlink(chan_case_t *cases, struct select_scratch *s, const chan_t *taken)
 {
     for (size_t k = 0; k < s->live; k++) {
         size_t i = s->order[k];
         chan_t *c = cases[i].chan;
+        if (c == taken)
+            continue;
         async__lock(&c->lock);
         async__wq_remove(case_queue(&cases[i]), &s->nodes[i]);
         async__unlock(&c->lock);
@@ -264,10 +291,12 @@ static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t de
     unlock_all(cases, s);
 
     rc = async__wait(&w, deadline);
-    pass_unlink(cases, s);
-    uintptr_t won = atomic_load_explicit(&w.fired, memory_order_acquire);
-    if (won == 0)
+    if (rc != 0 && async__waiter_abandon(&w)) {
+        pass_unlink(cases, s, NULL);
         return rc;   /* ETIMEDOUT or ECANCELED: nothing was performed */
+    }
+    uintptr_t won = async__waiter_await(&w);   /* at once after a wake */
+    pass_unlink(cases, s, cases[won - 1].chan);
     *which = (size_t)(won - 1);
     return s->nodes[won - 1].result;
 }
@@ -305,14 +334,13 @@ int chan_select(chan_case_t *cases, size_t n, int64_t deadline, size_t *fired)
         return rc;
     select_orders(cases, n, &s);
 
-    uintptr_t wake = 0;
+    struct chan_wake cw = { 0 };
     size_t which = 0;
     lock_all(cases, &s);
-    rc = pass_poll(cases, &s, &which, &wake);
+    rc = pass_poll(cases, &s, &which, &cw);
     if (rc != EAGAIN) {
         unlock_all(cases, &s);
-        if (wake)
-            async__wake(wake);
+        async__chan_wake(&cw);   /* no channel is touched after it */
     } else {
         which = SIZE_MAX;
         rc = select_block(cases, &s, deadline, &which);

@@ -28,6 +28,8 @@
  */
 #include "internal.h"
 
+#include <sched.h>
+
 void (*_Atomic async__ready_hook)(struct async_fiber *f);
 
 /* ---------------------------------------------------- waiter queues */
@@ -109,6 +111,19 @@ uintptr_t async__wait_target(void)
     if (f->is_stack)
         return (uintptr_t)f | ASYNC_TARGET_FIBER;
     return (uintptr_t)async__parker_self();
+}
+
+uintptr_t async__waiter_await(struct async_waiter *w)
+{
+    uintptr_t v;
+    for (unsigned spins = 0;
+         (v = atomic_load_explicit(&w->fired, memory_order_acquire)) == 0; spins++) {
+        if (spins < 64)
+            async__cpu_relax();
+        else
+            sched_yield();
+    }
+    return v;
 }
 
 void async__wakeset_add(struct async_wakeset *ws, uintptr_t target)

@@ -372,6 +372,46 @@ Test(select, blocked_select_send_is_taken_by_a_later_receiver)
     chan_free(b);
 }
 
+Test(select, the_taking_channel_unlinks_every_case_of_the_select_on_it)
+{
+    /* Three cases on a, one on b: the receive that takes the select on a
+     * must unlink its other two wnodes there, since the select does not
+     * lock a again (a's other party may free it at once). */
+    chan_t *a = make(sizeof(int), 0), *b = make(sizeof(int), 0);
+    int x = 1, y = 2, z = 3, w = 4;
+    chan_case_t cs[4] = { send_case(a, &x), send_case(b, &w), send_case(a, &y),
+                          send_case(a, &z) };
+    struct sel s;
+    sel_start(&s, cs, 4, ASYNC_FOREVER);
+    cr_assert(ct_wait_queued(a, CHAN_SEND, 3));
+    cr_assert(ct_wait_queued(b, CHAN_SEND, 1));
+    int v = 0;
+    cr_assert_eq(chan_recv(a, &v), 0);
+    sel_join(&s);
+    cr_assert_eq(s.rc, 0);
+    cr_assert(s.fired == 0 || s.fired == 2 || s.fired == 3);
+    cr_assert_eq(v, *(int *)cs[s.fired].elem);
+    cr_assert_eq(ct_queued(a, CHAN_SEND), 0, "no wnode of the select is left on a");
+    cr_assert_eq(ct_queued(b, CHAN_SEND), 0, "nor on b");
+    chan_free(a);
+    chan_free(b);
+}
+
+Test(select, a_close_unlinks_every_case_of_the_select_on_the_channel)
+{
+    chan_t *a = make(sizeof(int), 0);
+    int x = 0, y = 0;
+    chan_case_t cs[2] = { recv_case(a, &x), recv_case(a, &y) };
+    struct sel s;
+    sel_start(&s, cs, 2, ASYNC_FOREVER);
+    cr_assert(ct_wait_queued(a, CHAN_RECV, 2));
+    cr_assert_eq(chan_close(a), 0);
+    sel_join(&s);
+    cr_assert_eq(s.rc, EPIPE);
+    cr_assert_eq(ct_queued(a, CHAN_RECV), 0);
+    chan_free(a);
+}
+
 Test(select, blocked_select_is_woken_by_a_close_with_epipe)
 {
     chan_t *a = make(sizeof(int), 0), *b = make(sizeof(int), 0);
