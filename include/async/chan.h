@@ -169,6 +169,11 @@ ASYNC_API size_t chan_cap(const chan_t *c);
  *   Blocks:        no.
  *   Thread-safety: not thread-safe: no one may be using the channel, or use
  *                  it afterwards (no operation in flight, none blocked).
+ *                  A party that saw a hand-off may free it at once: a
+ *                  receiver that got the last value even while the sender's
+ *                  chan_send (or chan_select, or a chan_close's waking) is
+ *                  still on its way out, since no call touches the channel
+ *                  once its operation is visible to the other side.
  *   Ownership:     ends the caller's ownership. Buffered values are dropped:
  *                  they are bytes, so anything they point to stays the
  *                  caller's. NULL is a no-op.
