@@ -31,8 +31,10 @@
  * worker thread. Such a worker is counted as blocked, and when every worker
  * is blocked while work is queued the pool starts a replacement, up to
  * max_threads. At that cap it writes one line through its log hook:
- * "saturated: N workers blocked, M tasks queued". Replacement workers that stay
- * idle for a few seconds exit. Apart from replacements a pool never runs more
+ * "pool NAME: saturated: N workers blocked, M tasks queued" (every log line
+ * starts by naming the pool, and its task where there is one: see README,
+ * "What it logs"). Replacement workers that stay idle for a few seconds
+ * exit. Apart from replacements a pool never runs more
  * than `threads` tasks at once; threads that run a task inline while waiting
  * for it (see future_get) are not counted. Threads that are not workers
  * (main) always block as in thread mode.
