@@ -212,11 +212,19 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
 
 /* ----------------------------------------------------------- API */
 
+/* The wait is over: the dump no longer shows it (async__wait_note). */
+static int wait_over(int rc)
+{
+    atomic_store_explicit(&async__fiber_self()->wait.kind, ASYNC_W_NONE,
+                          memory_order_relaxed);
+    return rc;
+}
+
 int async__wait(struct async_waiter *w, int64_t deadline)
 {
     if (w->target & ASYNC_TARGET_FIBER)
-        return wait_fiber(w, deadline);
-    return wait_thread(w, deadline, true);
+        return wait_over(wait_fiber(w, deadline));
+    return wait_over(wait_thread(w, deadline, true));
 }
 
 int async_sleep_until(int64_t deadline)
@@ -243,8 +251,9 @@ int async_sleep_until(int64_t deadline)
         return 0;
     }
     /* Nobody fires this waiter: it ends by deadline or cancellation. */
-    int rc = (w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline)
-                                              : wait_thread(&w, deadline, false);
+    async__wait_note(ASYNC_W_SLEEP, NULL, 0, deadline);
+    int rc = wait_over((w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline)
+                                                       : wait_thread(&w, deadline, false));
     return rc == ETIMEDOUT ? 0 : rc;
 }
 

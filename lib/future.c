@@ -92,6 +92,8 @@ static int wait_done(struct future *f, int64_t deadline)
         return 0;
     }
     async__unlock(&f->lock);
+    async__wait_note(f->kind == ASYNC_KIND_PROMISE ? ASYNC_W_PROMISE : ASYNC_W_FUTURE, f, 0,
+                     deadline);
     rc = async__wait(&w, deadline);
     if (rc) {
         async__lock(&f->lock);
@@ -388,7 +390,11 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
         done = ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_seq_cst));
         async__unlock(&f->lock);
     }
-    rc = done ? 0 : async__wait(&w, deadline);
+    rc = 0;
+    if (!done) {
+        async__wait_note(ASYNC_W_ANY, NULL, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n, deadline);
+        rc = async__wait(&w, deadline);
+    }
     for (size_t i = 0; i < linked; i++) {
         async__lock(&fs[i]->lock);
         unlink_waiter(fs[i], &nodes[i]);

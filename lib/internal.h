@@ -7,6 +7,8 @@
  * (async__ready_hook, set by sched.c):
  *   alloc.c    every allocation (with a test hook that fails the Nth one)
  *   time.c     the clock, deadlines as timespecs
+ *   describe.c how log lines name a pool and a task ("pool NAME task 0xID
+ *              fn SYMBOL")
  *   cpus.c     the CPUs the process may use (affinity, cgroup quota)
  *   tls.c      the thread's state and the accessor that survives migration
  *   park.c     the per-thread parker, the short lock, wait queues, and the
@@ -25,6 +27,8 @@
  *              the pool record it shares with pool.c)
  *   block.c    the one wait loop (async__wait: spin and park a thread, or
  *              park a fiber), sleep, yield
+ *   dump.c     the list of live pools, async_dump, the signal dump, the
+ *              watchdog (reads fibers, threads and pools; stops nothing)
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
@@ -36,6 +40,7 @@
  *   f->lock (a record's) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
  *   registry_lock (park.c), inj_lock: leaves
+ *   pools_lock (dump.c) > list_lock (tls.c)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -168,6 +173,10 @@ static inline int64_t async__deadline_after(int64_t ns)
     return ns > INT64_MAX - now ? INT64_MAX : now + ns;
 }
 
+/* CLOCK_MONOTONIC_COARSE in ns: a few ns to read, a tick (about 4 ms) of
+ * resolution; for the dump's "waiting since", which a blocking call stores. */
+int64_t async__now_coarse(void);
+
 /* -------------------------------------------------------------- tls.c */
 
 /*
@@ -204,6 +213,35 @@ enum {
     ASYNC_F_TBLOCK,        /* waits on its worker's parker (no stack to switch to) */
 };
 
+/* One task run on a fiber, as the dump sees it (dump.c): the record's
+ * address (the task id, never dereferenced through here), its function and
+ * its pool. Runs nest (an inline run); the first ASYNC_DUMP_NEST are kept. */
+#define ASYNC_DUMP_NEST 4
+struct async_run_note {
+    _Atomic uintptr_t  task;
+    _Atomic uintptr_t  fn;
+    struct async_pool *_Atomic pool;
+};
+/* What a blocked call waits on: set by the call just before async__wait
+ * (async__wait_note), cleared by async__wait when it returns. */
+enum {
+    ASYNC_W_NONE = 0,
+    ASYNC_W_FUTURE,     /* obj: the awaited task's record (its id) */
+    ASYNC_W_PROMISE,    /* obj: the promise's record */
+    ASYNC_W_ANY,        /* future_wait_any; arg: how many futures */
+    ASYNC_W_CHAN,       /* obj: the channel; arg: ASYNC_W_SEND or _RECV */
+    ASYNC_W_SELECT,     /* arg: how many cases */
+    ASYNC_W_SLEEP,      /* async_sleep, async_sleep_until */
+};
+enum { ASYNC_W_RECV = 0, ASYNC_W_SEND = 1 };
+struct async_wait_note {
+    _Atomic uint32_t  kind;       /* ASYNC_W_*; stored last (release) */
+    _Atomic uint32_t  arg;
+    _Atomic uintptr_t obj;
+    _Atomic int64_t   since;      /* async__now_coarse() when it began */
+    _Atomic int64_t   deadline;   /* ASYNC_FOREVER: none */
+};
+
 struct async_fiber {
     void *_Atomic       next;           /* run-queue / cache link; first, as
                                            in struct future */
@@ -226,6 +264,16 @@ struct async_fiber {
     size_t              lsan_size;      /*   parked fiber (sched.c) */
     unsigned            vg_id;          /* valgrind stack id */
     bool                is_stack;       /* a stack fiber (not a thread's) */
+    /* What async_dump and the watchdog read (dump.c), from any thread, with
+     * no lock: written only by whoever runs on this fiber, with relaxed
+     * stores (depth and wait.kind with release, after the fields they
+     * publish); read with acquire, so a reader sees a whole run or wait at
+     * least as new as the depth or kind it read, and at worst a mix of that
+     * one and a later one (a racy snapshot; the record is never read
+     * through these, so a stale id is only a stale number). */
+    _Atomic unsigned    depth;          /* runs nested on this fiber */
+    struct async_run_note runs[ASYNC_DUMP_NEST];   /* the outermost ones */
+    struct async_wait_note wait;        /* the innermost run's wait */
 };
 
 /* Per-thread state. Read it only through async__tls_get() after anything
@@ -241,6 +289,10 @@ struct async_tls {
     unsigned             ncache;
     uint64_t             rng;     /* xorshift state, lazily seeded */
     int64_t              spin_ns; /* adaptive spin budget (sched.c); 0: unset */
+    /* The list of threads whose own fiber has run a task (tls.c), for the
+     * dump: guarded by the list's lock; `listed` is the thread's own. */
+    struct async_tls    *list_next, *list_prev;
+    bool                 listed;
 };
 
 /* initial-exec: a TLS access is one instruction, not a call to
@@ -277,6 +329,51 @@ static inline struct async_fiber *async__fiber_self(void)
     struct async_tls *t = async__tls_get();
     return ASYNC_LIKELY(t->fiber != NULL) ? t->fiber : &t->self;
 }
+
+/* A blocking call says what it waits on, just before async__wait (which
+ * clears it): a few plain stores on the caller's fiber (dump.c reads them). */
+static inline void async__wait_note(uint32_t kind, const void *obj, uint32_t arg,
+                                    int64_t deadline)
+{
+    struct async_wait_note *n = &async__fiber_self()->wait;
+    atomic_store_explicit(&n->obj, (uintptr_t)obj, memory_order_relaxed);
+    atomic_store_explicit(&n->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&n->deadline, deadline, memory_order_relaxed);
+    atomic_store_explicit(&n->since, async__now_coarse(), memory_order_relaxed);
+    atomic_store_explicit(&n->kind, kind, memory_order_release);
+}
+
+/* The list of threads whose own fiber runs or has run a task (thread mode,
+ * inline runs), so that the dump reaches their tasks: a thread joins it
+ * with async__tls_list_add (first run) and leaves it at exit (task.c's
+ * exit hook calls async__tls_list_remove). async__tls_each calls fn for
+ * each listed thread's own fiber under the list's lock (a leaf), which
+ * keeps every listed thread's state alive meanwhile: fn must be short and
+ * take no lock. */
+void async__tls_list_add(struct async_tls *t);
+void async__tls_list_remove(struct async_tls *t);
+void async__tls_each(void (*fn)(struct async_fiber *f, void *ctx), void *ctx);
+
+/* -------------------------------------------------------- describe.c */
+
+/* The words every log line of the library starts with, so that a line
+ * names its pool and, where there is one, its task: "pool NAME" or "pool
+ * NAME task 0xID fn SYMBOL". NAME is the pool's name (NULL pool: "-"),
+ * with blanks and control characters made '_' so that the line splits on
+ * blanks; the task id is the record's address; SYMBOL the function's name
+ * as dladdr finds it (a program linked with -rdynamic, or a shared
+ * object's exported function), else its address. task 0: no task. Returns
+ * what snprintf returns. */
+int async__describe(char *buf, size_t size, const struct async_pool *pool,
+                    uintptr_t task, uintptr_t fn);
+/* The same from the pool's name (NULL: no pool). */
+int async__describe_named(char *buf, size_t size, const char *pool_name, uintptr_t task,
+                          uintptr_t fn);
+/* The function's name as dladdr finds it, else its address in hex. */
+void async__symbol(char *buf, size_t size, uintptr_t fn);
+/* Write "DESCRIBE: MESSAGE" through the pool's log hook. */
+void async__log_task(struct async_pool *pool, uintptr_t task, uintptr_t fn,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------- cpus.c */
 
@@ -325,6 +422,9 @@ uintptr_t async__target_lookup(uint32_t id);          /* 0 for 0 */
 /* Every registered target, for a cancelling shutdown that must reach every
  * blocked call: fn is called for each (spurious wakes are harmless). */
 void async__target_each(void (*fn)(uintptr_t target));
+/* The same with a context, for the dump (which reads stack fibers through
+ * the registry: they are type-stable, so reading one is always safe). */
+void async__target_walk(void (*fn)(uintptr_t target, void *ctx), void *ctx);
 
 /*
  * The short lock: a futex mutex (spin briefly, then sleep) for sections of a

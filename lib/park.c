@@ -269,3 +269,13 @@ void async__target_each(void (*fn)(uintptr_t target))
             fn(t);
     }
 }
+
+void async__target_walk(void (*fn)(uintptr_t target, void *ctx), void *ctx)
+{
+    uint32_t n = atomic_load_explicit(&registry_next, memory_order_acquire);
+    for (uint32_t id = 1; id < n && id < DIR_SIZE * CHUNK; id++) {
+        uintptr_t t = async__target_lookup(id);
+        if (t)
+            fn(t, ctx);
+    }
+}

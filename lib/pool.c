@@ -113,6 +113,7 @@ static size_t config_stack(const async_pool_config_t *cfg)
 
 static void pool_free(struct async_pool *pool)
 {
+    async__dump_pool_remove(pool);   /* stops its watchdog; the dump lets go */
     unsigned n = atomic_load(&pool->nslots);
     for (unsigned s = 0; s < n; s++) {
         struct async_worker *w = pool->slots[s];
@@ -185,6 +186,7 @@ async_pool_t *async_pool_create(const async_pool_config_t *cfg)
         return NULL;
     }
     atomic_store(&pool->threads, started);   /* runs with the workers it got */
+    async__dump_pool_add(pool);
     return pool;
 }
 

@@ -82,10 +82,10 @@
  * Blocked workers (thread mode, or a fiber that found no stack): a worker
  * that parks its thread counts in nblocked, and when every live worker is
  * blocked and work is visible the pool wakes an idle worker or starts a
- * replacement, up to max_threads; at the cap it logs "saturated: ..." once
- * per episode (an episode ends when a worker parks idle, having found nothing
- * to do). Idle replacement workers (more alive than `threads`) exit
- * after RETIRE_NS idle.
+ * replacement, up to max_threads; at the cap it logs "pool NAME: saturated:
+ * ..." once per episode (an episode ends when a worker parks idle, having
+ * found nothing to do). Idle replacement workers (more alive than
+ * `threads`) exit after RETIRE_NS idle.
  *
  * Shutdown: see pool.c. Workers leave their loop when the pool is stopping
  * or cancelling and (goroutine mode) no fiber of the pool is parked or
@@ -180,6 +180,7 @@ size_t async__pool_parked(struct async_pool *pool)
 {
     return (size_t)parked_now(pool);
 }
+
 
 /* ------------------------------------------------ injection queues */
 
@@ -286,6 +287,18 @@ static bool work_visible(struct async_pool *pool)
             return true;
     }
     return false;
+}
+
+/* For the watchdog (dump.c): no worker runs or looks for work (each is idle
+ * or blocked in a wait), nothing is queued or runnable, and the timer heap
+ * is empty. A racy reading, which the watchdog takes only when it holds
+ * for a whole period with no counter moving. */
+bool async__pool_quiet(struct async_pool *pool)
+{
+    unsigned alive = atomic_load(&pool->nalive);
+    unsigned idle = atomic_load(&pool->nidle), blocked = atomic_load(&pool->nblocked);
+    return idle + blocked >= alive && !work_visible(pool) &&
+           async__timers_next(pool) == ASYNC_FOREVER;
 }
 
 /* --------------------------------------------------- idle workers */
@@ -478,7 +491,7 @@ static void all_blocked(struct async_pool *pool)
     }
     ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
     if (line[0])
-        async__pool_log(pool, line);
+        async__log_task(pool, 0, 0, "%s", line);
 }
 
 /* New work is visible: wake or start a worker if nobody will look. */

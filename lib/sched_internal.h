@@ -87,7 +87,23 @@ struct async_pool {
     size_t               ntimers, cap;
     _Atomic int64_t      timer_next;         /* heap[0]->when, or INT64_MAX */
     _Atomic size_t       nstacks;            /* stacks this pool's workers hold */
+
+    /* dump.c: the list of live pools (guarded by its pools_lock) and the
+     * watchdog (immutable after create, but wd_stop: atomic) */
+    struct async_pool   *list_next, *list_prev;
+    bool                 listed;
+    int64_t              watchdog_ns;        /* $ASYNC_WATCHDOG; 0: none */
+    pthread_t            wd_thread;
+    struct async_parker *wd_parker;          /* NULL: no watchdog thread */
+    _Atomic bool         wd_stop;
 };
+
+/* dump.c, for pool.c: a new pool joins the list the dump walks, and its
+ * watchdog starts if $ASYNC_WATCHDOG asks (0, or ENOMEM / EAGAIN when the
+ * thread could not start: the pool then runs without one); a pool leaves
+ * the list (its watchdog stopped and joined) before it is freed. */
+void    async__dump_pool_add(struct async_pool *pool);
+void    async__dump_pool_remove(struct async_pool *pool);
 
 _Static_assert(offsetof(struct async_pool, h) == 0,
                "the layers below read the pool's head at offset 0");
@@ -101,6 +117,7 @@ int64_t async__block_retry(void);
 bool    async__fiber_park(struct async_fiber *self);
 bool    async__fiber_yield(struct async_fiber *self);
 size_t  async__pool_parked(struct async_pool *pool);
+bool    async__pool_quiet(struct async_pool *pool);
 
 /* timer.c */
 /* 0 | ENOMEM; *earliest: the new timer is the first to fire */

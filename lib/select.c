@@ -290,6 +290,7 @@ static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t de
     pass_enqueue(cases, s, &w);
     unlock_all(cases, s);
 
+    async__wait_note(ASYNC_W_SELECT, NULL, (uint32_t)s->live, deadline);
     rc = async__wait(&w, deadline);
     if (rc != 0 && async__waiter_abandon(&w)) {
         pass_unlink(cases, s, NULL);
@@ -310,7 +311,10 @@ static int select_nothing(int64_t deadline)
         return ETIMEDOUT;
     struct async_waiter w;
     int rc = async__waiter_init(&w);
-    return rc != 0 ? rc : async__wait(&w, deadline);   /* never fired */
+    if (rc != 0)
+        return rc;
+    async__wait_note(ASYNC_W_SELECT, NULL, 0, deadline);
+    return async__wait(&w, deadline);   /* never fired */
 }
 
 /* ------------------------------------------------------- public API */

@@ -44,7 +44,6 @@
  */
 #include "internal.h"
 
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +86,7 @@ static void tls_release(void *unused)
     t->self.ndefers = t->self.capdefers = 0;
     async__parker_put(t->parker);
     t->parker = NULL;
+    async__tls_list_remove(t);
 }
 
 static void tls_key_create(void)
@@ -269,15 +269,7 @@ void async__pool_log(struct async_pool *pool, const char *line)
 
 static void log_panic(struct future *f, int err, const char *msg)
 {
-    char name[160];
-    Dl_info info;
-    if (dladdr((void *)(uintptr_t)f->fn, &info) && info.dli_sname)
-        snprintf(name, sizeof name, "%s", info.dli_sname);
-    else
-        snprintf(name, sizeof name, "%p", (void *)(uintptr_t)f->fn);
-    char line[512];
-    snprintf(line, sizeof line, "panic in task %s: %s (error %d)", name, msg, err);
-    async__pool_log(f->pool, line);
+    async__log_task(f->pool, (uintptr_t)f, (uintptr_t)f->fn, "panic: %s (error %d)", msg, err);
 }
 
 /* Pop and call this run's deferred functions, last in first out. */
@@ -301,6 +293,20 @@ void async__task_run(struct future *f)
     fr.perr = 0;
     fr.panicked = false;
     me->frame = &fr;
+    /* For the dump (dump.c): a few relaxed stores, and a thread's own fiber
+     * joins the thread list the first time it runs a task. */
+    unsigned depth = atomic_load_explicit(&me->depth, memory_order_relaxed);
+    if (ASYNC_LIKELY(depth < ASYNC_DUMP_NEST)) {
+        struct async_run_note *rn = &me->runs[depth];
+        atomic_store_explicit(&rn->task, (uintptr_t)f, memory_order_relaxed);
+        atomic_store_explicit(&rn->fn, (uintptr_t)f->fn, memory_order_relaxed);
+        atomic_store_explicit(&rn->pool, f->pool, memory_order_relaxed);
+    }
+    atomic_store_explicit(&me->depth, depth + 1, memory_order_release);
+    if (!me->is_stack && !async__tls_get()->listed) {
+        async__tls_register();   /* its exit hook takes it off the list */
+        async__tls_list_add(async__tls_get());
+    }
     /* Who runs it, for future_cancel's wake (the Dekker partner of that
      * store is the seq_cst step every wait makes before it parks). */
     struct async_parker *p = me->is_stack ? NULL : async__parker_self();
@@ -322,6 +328,9 @@ void async__task_run(struct future *f)
     run_defers(self, cur);
 
     self->frame = cur->prev;
+    atomic_store_explicit(&self->depth,
+                          atomic_load_explicit(&self->depth, memory_order_relaxed) - 1,
+                          memory_order_release);
     struct future *t = cur->task;
     struct async_pool *pool = t->pool;
     if (cur->panicked) {

@@ -28,3 +28,13 @@ bool async__deadline_passed(int64_t deadline)
 {
     return deadline != ASYNC_FOREVER && async_now() >= deadline;
 }
+
+int64_t async__now_coarse(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+#endif
+        ASYNC_CHECK(clock_gettime(CLOCK_MONOTONIC, &ts));
+    return (int64_t)ts.tv_sec * ASYNC_SECOND + ts.tv_nsec;
+}

@@ -10,6 +10,13 @@
  * Where internal.h has no inline assembly for the CPU, the accessor is this
  * out-of-line function: a call the compiler cannot see through (the library
  * is built without link-time optimisation).
+ *
+ * Also owns the list of threads whose own fiber runs tasks (thread mode,
+ * inline runs), which the dump walks: a thread's state lives in its TLS
+ * block and dies with the thread, so the list links the blocks under
+ * list_lock (a leaf), and a thread unlinks itself at exit (task.c's exit
+ * hook) before its block goes. Invariant: t is on the list <=> t->listed;
+ * every listed block belongs to a live thread.
  */
 #include "internal.h"
 
@@ -18,4 +25,42 @@ _Thread_local struct async_tls async__tls ASYNC_TLS_MODEL;
 struct async_tls *async__tls_addr(void)
 {
     return &async__tls;
+}
+
+static pthread_mutex_t   list_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct async_tls *list_head;   /* guarded by list_lock */
+
+void async__tls_list_add(struct async_tls *t)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&list_lock));
+    t->list_prev = NULL;
+    t->list_next = list_head;
+    if (list_head)
+        list_head->list_prev = t;
+    list_head = t;
+    t->listed = true;
+    ASYNC_CHECK(pthread_mutex_unlock(&list_lock));
+}
+
+void async__tls_list_remove(struct async_tls *t)
+{
+    if (!t->listed)
+        return;
+    ASYNC_CHECK(pthread_mutex_lock(&list_lock));
+    if (t->list_prev)
+        t->list_prev->list_next = t->list_next;
+    else
+        list_head = t->list_next;
+    if (t->list_next)
+        t->list_next->list_prev = t->list_prev;
+    t->listed = false;
+    ASYNC_CHECK(pthread_mutex_unlock(&list_lock));
+}
+
+void async__tls_each(void (*fn)(struct async_fiber *f, void *ctx), void *ctx)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&list_lock));
+    for (struct async_tls *t = list_head; t; t = t->list_next)
+        fn(&t->self, ctx);
+    ASYNC_CHECK(pthread_mutex_unlock(&list_lock));
 }

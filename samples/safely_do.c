@@ -178,14 +178,14 @@ int main(int argc, char **argv)
  *
  * work #1: 84 / 2 = 42
  * work #3: 99 / 9 = 11
- * log: panic in task 0x55d0c1a4e660: cannot divide 7 by zero (error 33)
+ * log: pool server task 0x7fa5c8000b70 fn 0x55d0c1a4e660: panic: cannot divide 7 by zero (error 33)
  * work #4: 10 / 5 = 2
- * log: panic in task 0x55d0c1a4e660: negative input -4 (error 34)
- * log: panic in task 0x55d0c1a4e660: cannot divide 1 by zero (error 33)
+ * log: pool server task 0x7fa5c8000c60 fn 0x55d0c1a4e660: panic: negative input -4 (error 34)
+ * log: pool server task 0x7fa5c8000c60 fn 0x55d0c1a4e660: panic: cannot divide 1 by zero (error 33)
  * work #7: 64 / 8 = 8
  * work #8: 45 / 3 = 15
  * work #9: 12 / 4 = 3
- * log: panic in task 0x55d0c1a4e660: cannot divide 30 by zero (error 33)
+ * log: pool server task 0x7fa5c8000df0 fn 0x55d0c1a4e660: panic: cannot divide 30 by zero (error 33)
  * work #11: 81 / 27 = 3
  * work #12: 100 / 10 = 10
  * Work failed with "cannot divide 7 by zero" in work #2 (7 / 0)

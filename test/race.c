@@ -1256,9 +1256,9 @@ static void saturation_round(struct tally *t, unsigned round)
     CHECK(t, tu_wait_count(&log.saturated, 1), "round %u: no saturation line", round);
     char line[256] = "";
     unsigned blocked = 0, queued = 0;
-    tu_log_find_prefix(&log, "saturated", line, sizeof line);
-    CHECK(t, sscanf(line, "saturated: %u workers blocked, %u tasks queued", &blocked,
-                    &queued) == 2 && blocked == 1 && queued == 1,
+    tu_log_find_prefix(&log, "pool test: saturated", line, sizeof line);
+    CHECK(t, sscanf(line, "pool test: saturated: %u workers blocked, %u tasks queued",
+                    &blocked, &queued) == 2 && blocked == 1 && queued == 1,
           "round %u: line \"%s\"", round, line);
     CHECK(t, future_state(b) == FUTURE_PENDING, "round %u: B ran beyond max_threads", round);
     CHECK(t, promise_complete(p, NULL) == 0, "complete failed");

@@ -649,8 +649,8 @@ Test(pool, at_max_threads_the_pool_logs_saturation)
     cr_assert(tu_wait_count(&log.saturated, 1), "no saturation line");
     char line[256];
     unsigned blocked = 0, queued = 0;
-    cr_assert(tu_log_find_prefix(&log, "saturated", line, sizeof line));
-    cr_assert_eq(sscanf(line, "saturated: %u workers blocked, %u tasks queued",
+    cr_assert(tu_log_find_prefix(&log, "pool test: saturated", line, sizeof line));
+    cr_assert_eq(sscanf(line, "pool test: saturated: %u workers blocked, %u tasks queued",
                         &blocked, &queued), 2, "line: %s", line);
     cr_assert_eq(blocked, 1, "line: %s", line);
     cr_assert_eq(queued, 1, "line: %s", line);

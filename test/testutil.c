@@ -84,7 +84,7 @@ void tu_log_hook(void *ctx, const char *line)
 {
     struct tu_log *log = ctx;
     char *copy = strdup(line ? line : "(null)");
-    if (line && strncmp(line, "saturated", 9) == 0)
+    if (line && strstr(line, ": saturated: "))
         atomic_fetch_add(&log->saturated, 1);
     pthread_mutex_lock(&log->mu);
     if (copy && log->n == log->cap) {

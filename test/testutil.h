@@ -48,7 +48,7 @@ struct tu_log {
     char          **lines;       /* guarded by mu */
     size_t          n, cap;      /* guarded by mu */
     atomic_uint     count;       /* lines received */
-    atomic_uint     saturated;   /* lines starting with "saturated" */
+    atomic_uint     saturated;   /* "pool NAME: saturated: ..." lines */
 };
 void     tu_log_init(struct tu_log *log);
 void     tu_log_fini(struct tu_log *log);

@@ -31,8 +31,10 @@
  * worker thread. Such a worker is counted as blocked, and when every worker
  * is blocked while work is queued the pool starts a replacement, up to
  * max_threads. At that cap it writes one line through its log hook:
- * "saturated: N workers blocked, M tasks queued". Replacement workers that stay
- * idle for a few seconds exit. Apart from replacements a pool never runs more
+ * "pool NAME: saturated: N workers blocked, M tasks queued" (every log line
+ * starts by naming the pool, and its task where there is one: see README,
+ * "What it logs"). Replacement workers that stay idle for a few seconds
+ * exit. Apart from replacements a pool never runs more
  * than `threads` tasks at once; threads that run a task inline while waiting
  * for it (see future_get) are not counted. Threads that are not workers
  * (main) always block as in thread mode.
@@ -53,6 +55,8 @@
 #define ASYNC_POOL_H
 
 #include <async/common.h>
+
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -181,6 +185,62 @@ ASYNC_API int async_shutdown(async_shutdown_t how);
  *                  default pool could not be created).
  */
 ASYNC_API int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out);
+
+/*
+ * async_dump — write every live pool, its workers and its unfinished tasks.
+ *   out:           where to write (not NULL). The text, a line per item:
+ *                    libasync dump: pid P, N pools, T tasks (...)
+ *                    pool NAME mode goroutine|thread threads N idle N
+ *                      blocked N peak N parked N queued N submitted N
+ *                      succeeded N failed N cancelled N
+ *                    pool NAME task 0xID fn SYMBOL state STATE [wait WAIT
+ *                      for S deadline D]
+ *                    libasync dump end
+ *                  (each on one line). A task id is the address of its
+ *                  record, the future_t * its submitter holds: unique among
+ *                  unfinished tasks. SYMBOL is the task function's name
+ *                  where dladdr(3) finds one (link the program with
+ *                  -rdynamic for its own functions), else its address.
+ *                  STATE is running, runnable, parked (goroutine mode) or
+ *                  blocked (a thread held). WAIT is future 0xID, promise
+ *                  0xID, any N (future_wait_any), chan 0xADDR send|recv,
+ *                  select N (cases with a channel), sleep, or inline 0xID
+ *                  (it runs that task on its own stack while waiting for
+ *                  it); S how long it has waited, D how far its deadline is
+ *                  (negative: passed) or none. Tasks queued and not yet
+ *                  started are counted (queued), not listed. See README,
+ *                  "Debugging".
+ *   Blocks:        no: it stops no pool and waits for no task; it takes a
+ *                  short internal lock that pool create and destroy take too.
+ *                  The text is a snapshot taken while the pools run: a task
+ *                  may have moved on by the time its line is written.
+ *   Thread-safety: any thread, pool tasks included; not from a signal
+ *                  handler (see async_dump_on_signal).
+ *   Ownership:     out stays the caller's; it is written once and flushed.
+ *   Returns:       0; EINVAL (out NULL); ENOMEM; EIO (writing out failed).
+ */
+ASYNC_API int async_dump(FILE *out);
+
+/*
+ * async_dump_on_signal — dump to stderr whenever signal signo arrives (Go's
+ *                  SIGQUIT dump, opt-in).
+ *   signo:         the signal (SIGQUIT, SIGUSR1...), or 0 to stop: the
+ *                  handler that was there before is put back. Calling again
+ *                  with another signal moves the dump to it (the first one's
+ *                  old handler is put back).
+ *   Blocks:        no. The handler only writes a byte to a pipe; a thread
+ *                  that the first call starts (named "async-dump") reads it
+ *                  and calls async_dump(stderr). Signals that arrive while a
+ *                  dump is being written may be merged into it.
+ *   Thread-safety: any thread; calls are serialised.
+ *   Ownership:     the signal's disposition is the library's until 0 is
+ *                  passed.
+ *   Returns:       0; EINVAL (signo negative, not a signal, SIGKILL, SIGSTOP,
+ *                  or a fault signal: SIGSEGV, SIGBUS, SIGFPE, SIGILL; or
+ *                  one sigaction refuses); EAGAIN or ENOMEM (no pipe or
+ *                  thread could be made).
+ */
+ASYNC_API int async_dump_on_signal(int signo);
 
 #ifdef __cplusplus
 }

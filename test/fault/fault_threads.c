@@ -59,7 +59,7 @@ static void log_hook(void *ctx, const char *line)
 {
     struct log *l = ctx;
     pthread_mutex_lock(&l->mu);
-    if (strncmp(line, "saturated: ", 11) == 0)
+    if (strncmp(line, "pool async: saturated: ", 23) == 0)
         l->saturated++;
     else
         l->other++;
@@ -192,7 +192,7 @@ static void replacement_episode(async_pool_t *pool, struct log *log, long fail_n
     if (fail_nth) {
         check(st.threads == 1, "replacement failed, yet %u threads", st.threads);
         check(sat == sat_before + 1, "saturated lines: %u, want %u", sat, sat_before + 1);
-        check(strcmp(last, "saturated: 1 workers blocked, 1 tasks queued") == 0,
+        check(strcmp(last, "pool async: saturated: 1 workers blocked, 1 tasks queued") == 0,
               "log line \"%s\"", last);
         check(future_state(queued) == FUTURE_PENDING, "queued task ran with no worker free");
         promise_complete(gate, (void *)(uintptr_t)5);

@@ -426,9 +426,9 @@ static struct world {
 static void log_hook(void *ctx, const char *line)
 {
     struct logctx *l = ctx;
-    if (strncmp(line, "panic in task ", 14) == 0)
+    if (strstr(line, ": panic: "))
         atomic_fetch_add(&l->panics, 1);
-    else if (strncmp(line, "saturated: ", 11) == 0)
+    else if (strstr(line, ": saturated: "))
         atomic_fetch_add(&l->saturated, 1);
     else
         atomic_fetch_add(&l->other, 1);

@@ -155,9 +155,9 @@ static atomic_ulong total_ops, total_epochs, total_pools, total_futures;
 static void log_hook(void *ctx, const char *line)
 {
     struct acct *a = ctx;
-    if (strncmp(line, "panic in task ", 14) == 0)
+    if (strstr(line, ": panic: "))
         atomic_fetch_add(&a->log_panics, 1);
-    else if (strncmp(line, "saturated: ", 11) == 0)
+    else if (strstr(line, ": saturated: "))
         atomic_fetch_add(&a->log_saturated, 1);
     else
         atomic_fetch_add(&a->log_other, 1);
