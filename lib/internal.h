@@ -27,6 +27,10 @@
  *              park a fiber), sleep, yield
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
+ *   scope.c    scopes: task groups, cancellation trees, scope deadlines
+ *              (calls back down through two hooks set when the first scope
+ *              opens: task.c's on a scoped task's panic, future.c's on
+ *              future_cancel of a running task that opened scopes)
  *   promise.c  promises
  *   chan.c, select.c   channels and select
  *
@@ -34,8 +38,9 @@
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
+ *   scope->lock > a scope-table bucket lock (scope.c) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock: leaves
+ *   registry_lock (park.c), inj_lock, dl_lock (scope.c): leaves
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -630,6 +635,16 @@ void async__future_complete(struct future *f, uint32_t final, int err, void *val
 /* CAS PENDING -> CANCELLED for a task nobody ran; wakes (and touches nothing
  * of the pool). true when this call cancelled it. */
 bool async__future_cancel_pending(struct future *f);
+/* Scopes (scope.c) are reached from below through these hooks, set before
+ * the first record gets ASYNC_RF_SCOPE and called only for records that
+ * carry it: fail when a scoped task panicked (before its future completes),
+ * cancel when future_cancel asks a running scoped task to stop (to cancel
+ * the scopes it opened). */
+extern void (*_Atomic async__scope_fail_hook)(struct future *f, int err);
+extern void (*_Atomic async__scope_cancel_hook)(struct future *f);
+/* Wait until f is done, whatever the caller's cancellation (future.c). 0,
+ * or ENOMEM (no parker for this thread). */
+int async__future_wait_uncancellable(struct future *f);
 /* Format a failure message (NULL fmt: ""); never NULL: a static
  * "out of memory" string when allocation fails (sets *oom). */
 char *async__format(const char *fmt, va_list ap, bool *oom);
@@ -732,6 +747,10 @@ struct async_pool *async__pool_resolve(struct async_pool *pool);
  * blocks (replacements, stats). It never runs other tasks.
  */
 int async__wait(struct async_waiter *w, int64_t deadline);
+/* As async__wait, but the caller's cancellation does not end it (it never
+ * returns ECANCELED): for a scope's close, which waits for its tasks even
+ * once it is cancelled. */
+int async__wait_uncancellable(struct async_waiter *w, int64_t deadline);
 /* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
 bool async__pool_cancelling(const struct async_pool *pool);
 /* The queue's reference to f is being dropped by a thread that did not run

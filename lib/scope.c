@@ -1,0 +1,688 @@
+/*
+ * lib/scope.c — scopes: task groups that close together and cancel as a
+ * tree.
+ *
+ * Owns: async_scope_open/_run/_submit/_cancel/_close, the table that links
+ * records to scopes, the deadline thread, and the two hooks that the layers
+ * below call (task.c on a scoped task's panic, future.c on future_cancel of a
+ * running scoped task).
+ *
+ * Design. Cancelling a scope is future_cancel on each of its tasks; a
+ * cancelled running task cancels the scopes it opened, so one cancel runs
+ * down the tree with the mechanism that already reaches a running task's
+ * blocked call (its cancel flag and its runner's wake). What future_cancel
+ * cannot know is which scopes a task opened: the record is 72 bytes and
+ * stays so (a pending task must stay small), so the tie lives in a table
+ * keyed by the record's address, and only records that carry ASYNC_RF_SCOPE
+ * (a member of a scope, or the opener of one) are ever looked up: the
+ * common path tests one bit. A link records the scope the task belongs to
+ * (`home`, for its panic under ASYNC_SCOPE_FAIL_FAST and the first failure)
+ * and the scopes it opened and has not closed (`kids`). A record is a key
+ * only while someone holds a reference to it (the scope holds its members,
+ * a child scope holds its parent), so a recycled record never meets a stale
+ * link. Rejected: hanging child scopes off the task's frame (it lives on the
+ * runner's stack, which a canceller on another thread cannot reach safely),
+ * and growing the record by a pointer.
+ *
+ * A scope's deadline is a heap entry served by one thread for every scope
+ * (started on demand, gone after a second with nothing to serve): it works
+ * whatever the pool's mode, even when every worker is blocked, and costs no
+ * thread per scope. Rejected: the pools' timer heaps (they wake parked
+ * fibers only, and are served by workers, all of which may be blocked in
+ * thread mode) and a watchdog task per scope (a thread per scope in thread
+ * mode).
+ *
+ * Close waits for the tasks in the order they were added, re-reading the
+ * count under the lock, so tasks added while it waits are waited for too; it
+ * waits like future_get (it may run a pending task inline), and once the
+ * caller is cancelled, with async__future_wait_uncancellable: a cancelled
+ * scope's tasks still finish before it is freed. A closing parent that is
+ * cancelled (even only by its pool's shutdown, which calls no future_cancel)
+ * cancels the scope first.
+ *
+ * Invariants:
+ *   s->cancelled is set once, under s->lock, and never cleared.
+ *   Once cancelled or closing, s->tasks is never compacted or reallocated,
+ *   so an index taken under the lock stays valid across unlocks.
+ *   A link with home == NULL and kids == NULL is not in the table.
+ *   A scope is in its parent's kids from open until close; in the deadline
+ *   heap (hidx != NO_IDX) from open until its deadline fires or close.
+ *   refs = 1 (the owner, until close) + pins (the heap's entry, a canceller
+ *   that found the scope through the table); the last drop frees it.
+ *
+ * Locks: s->lock > bucket lock (compaction unlinks members under s->lock);
+ * dl_lock is a leaf. future_cancel, record releases and wakes are called
+ * with no lock held, except record releases in compaction (leaf work).
+ *
+ * Memory order: the cancel hook pairs with the opener: future_cancel stores
+ * f->cancel then loads f->flags (seq_cst), the opener fetch_or's the flag,
+ * links the scope under the bucket lock, then loads f->cancel (seq_cst):
+ * either the canceller finds the link or the opener sees the cancel.
+ */
+#include "internal.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#define NBUCKETS_LOG 6
+#define NBUCKETS     (1u << NBUCKETS_LOG)
+#define NO_IDX       SIZE_MAX
+#define KIDS_BATCH   8
+#define DL_LINGER    ASYNC_SECOND
+
+struct async_scope {
+    async_lock_t        lock;
+    _Atomic uint32_t    refs;
+    _Atomic bool        cancelled;   /* written under lock; read lock-free */
+    bool                closing;     /* guarded by lock */
+    bool                closed;      /* guarded by lock: no more tasks */
+    bool                saw_cancel;  /* guarded by lock: a dropped task was cancelled */
+    unsigned            flags;       /* immutable */
+    int                 first_err;   /* guarded by lock */
+    struct async_pool  *pool;        /* immutable */
+    struct future      *parent;      /* immutable; a reference, or NULL */
+    struct async_scope *sib_next, *sib_prev;   /* parent's kids: its bucket lock */
+    struct future     **tasks;       /* guarded by lock; each a reference */
+    size_t              n, cap;      /* guarded by lock */
+    int64_t             deadline;    /* immutable */
+    size_t              hidx;        /* guarded by dl_lock */
+};
+
+/* ------------------------------------------------------------ table */
+
+struct link {
+    struct link        *next;        /* bucket chain */
+    struct future      *task;        /* the key */
+    struct async_scope *home;        /* the scope it belongs to, or NULL */
+    struct async_scope *kids;        /* scopes it opened and has not closed */
+};
+
+static struct bucket {
+    async_lock_t lock;
+    struct link *head;               /* guarded by lock */
+} table[NBUCKETS];
+
+static struct bucket *bucket_of(const struct future *f)
+{
+    uint64_t h = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull;
+    return &table[h >> (64 - NBUCKETS_LOG)];
+}
+
+/* Under b->lock. */
+static struct link **find(struct bucket *b, const struct future *f)
+{
+    struct link **p = &b->head;
+    while (*p && (*p)->task != f)
+        p = &(*p)->next;
+    return p;
+}
+
+/* Under b->lock: the link of f, made from spare (then *spare = NULL). */
+static struct link *find_or_add(struct bucket *b, struct future *f, struct link **spare)
+{
+    struct link **p = find(b, f);
+    if (*p)
+        return *p;
+    struct link *l = *spare;
+    *spare = NULL;
+    *l = (struct link){ .next = b->head, .task = f };
+    b->head = l;
+    return l;
+}
+
+/* Under b->lock: drop the link at *p if it holds nothing; returns it to
+ * free after unlocking, or NULL. */
+static struct link *drop_if_empty(struct link **p)
+{
+    struct link *l = *p;
+    if (!l || l->home || l->kids)
+        return NULL;
+    *p = l->next;
+    return l;
+}
+
+static void pin(struct async_scope *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+static void unpin(struct async_scope *s)
+{
+    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    ASYNC_ASSERT(s->n == 0 && s->hidx == NO_IDX);
+    async__free(s->tasks);
+    async__free(s);
+}
+
+/* Make f a member of s. 0 | ENOMEM. */
+static int link_home(struct future *f, struct async_scope *s)
+{
+    struct link *spare = async__malloc(sizeof *spare);
+    if (!spare)
+        return ENOMEM;
+    atomic_fetch_or_explicit(&f->flags, ASYNC_RF_SCOPE, memory_order_seq_cst);
+    struct bucket *b = bucket_of(f);
+    async__lock(&b->lock);
+    find_or_add(b, f, &spare)->home = s;
+    async__unlock(&b->lock);
+    async__free(spare);
+    return 0;
+}
+
+static void unlink_home(struct future *f)
+{
+    struct bucket *b = bucket_of(f);
+    async__lock(&b->lock);
+    struct link **p = find(b, f), *gone = NULL;
+    if (*p) {
+        (*p)->home = NULL;
+        gone = drop_if_empty(p);
+    }
+    async__unlock(&b->lock);
+    async__free(gone);
+}
+
+/* Hang s on its parent's link (s->parent set, referenced). 0 | ENOMEM. */
+static int link_kid(struct async_scope *s)
+{
+    struct link *spare = async__malloc(sizeof *spare);
+    if (!spare)
+        return ENOMEM;
+    struct future *f = s->parent;
+    atomic_fetch_or_explicit(&f->flags, ASYNC_RF_SCOPE, memory_order_seq_cst);
+    struct bucket *b = bucket_of(f);
+    async__lock(&b->lock);
+    struct link *l = find_or_add(b, f, &spare);
+    s->sib_prev = NULL;
+    s->sib_next = l->kids;
+    if (l->kids)
+        l->kids->sib_prev = s;
+    l->kids = s;
+    async__unlock(&b->lock);
+    async__free(spare);
+    return 0;
+}
+
+static void unlink_kid(struct async_scope *s)
+{
+    struct bucket *b = bucket_of(s->parent);
+    async__lock(&b->lock);
+    struct link **p = find(b, s->parent);
+    ASYNC_ASSERT(*p != NULL);
+    if (s->sib_prev)
+        s->sib_prev->sib_next = s->sib_next;
+    else
+        (*p)->kids = s->sib_next;
+    if (s->sib_next)
+        s->sib_next->sib_prev = s->sib_prev;
+    struct link *gone = drop_if_empty(p);
+    async__unlock(&b->lock);
+    async__free(gone);
+}
+
+/* The scope f belongs to, pinned, or NULL. */
+static struct async_scope *home_of(struct future *f)
+{
+    if (!f || !(atomic_load_explicit(&f->flags, memory_order_acquire) & ASYNC_RF_SCOPE))
+        return NULL;
+    struct bucket *b = bucket_of(f);
+    async__lock(&b->lock);
+    struct link *l = *find(b, f);
+    struct async_scope *s = l ? l->home : NULL;
+    if (s)
+        pin(s);
+    async__unlock(&b->lock);
+    return s;
+}
+
+/* ------------------------------------------------------ cancellation */
+
+/* Cancel s and each of its tasks but skip. 0 | EALREADY. */
+static int cancel_scope(struct async_scope *s, struct future *skip)
+{
+    async__lock(&s->lock);
+    if (atomic_load_explicit(&s->cancelled, memory_order_relaxed)) {
+        async__unlock(&s->lock);
+        return EALREADY;
+    }
+    atomic_store_explicit(&s->cancelled, true, memory_order_release);
+    async__unlock(&s->lock);
+    /* No compaction once cancelled: indices are stable (opening comment). */
+    for (size_t i = 0;; i++) {
+        async__lock(&s->lock);
+        struct future *t = i < s->n ? s->tasks[i] : NULL;
+        if (t)
+            async__record_retain(t);
+        async__unlock(&s->lock);
+        if (!t)
+            return 0;
+        if (t != skip)
+            (void)future_cancel(t);
+        async__record_release(t);
+    }
+}
+
+/* future.c's hook: running task f is being cancelled; cancel the scopes it
+ * opened (each cancelled scope leaves the batch's candidates, so this
+ * ends; a scope opened meanwhile sees f's cancel itself). */
+static void on_cancel(struct future *f)
+{
+    struct bucket *b = bucket_of(f);
+    for (;;) {
+        struct async_scope *batch[KIDS_BATCH];
+        unsigned n = 0;
+        async__lock(&b->lock);
+        struct link *l = *find(b, f);
+        for (struct async_scope *k = l ? l->kids : NULL; k && n < KIDS_BATCH; k = k->sib_next)
+            if (!atomic_load_explicit(&k->cancelled, memory_order_acquire)) {
+                pin(k);
+                batch[n++] = k;
+            }
+        async__unlock(&b->lock);
+        if (n == 0)
+            return;
+        for (unsigned i = 0; i < n; i++) {
+            (void)cancel_scope(batch[i], NULL);
+            unpin(batch[i]);
+        }
+    }
+}
+
+/* task.c's hook: scoped task f panicked with err (before its future
+ * completes, so close has not yet seen it done). */
+static void on_fail(struct future *f, int err)
+{
+    struct async_scope *s = home_of(f);
+    if (!s)
+        return;
+    async__lock(&s->lock);
+    bool first = s->first_err == 0;
+    if (first)
+        s->first_err = err;
+    async__unlock(&s->lock);
+    if (first && (s->flags & ASYNC_SCOPE_FAIL_FAST))
+        (void)cancel_scope(s, f);
+    unpin(s);
+}
+
+/* Is the task f asked to stop? seq_cst: the opener's side of the pair with
+ * future_cancel (opening comment). */
+static bool task_cancelled(struct future *f)
+{
+    return atomic_load_explicit(&f->cancel, memory_order_seq_cst) ||
+           (f->pool && async__pool_phase_cancelling(f->pool));
+}
+
+/* --------------------------------------------------------- deadlines */
+
+/* A min-heap of scopes on deadline, each entry a pin; one thread sleeps
+ * until the earliest and cancels what is due. */
+static pthread_mutex_t      dl_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t       dl_cond;           /* initialised once */
+static pthread_once_t       dl_once = PTHREAD_ONCE_INIT;
+static struct async_scope **dl_heap;           /* guarded by dl_lock */
+static size_t               dl_n, dl_cap;      /* guarded by dl_lock */
+static bool                 dl_running;        /* guarded by dl_lock */
+
+static void dl_init(void)
+{
+    pthread_condattr_t a;
+    ASYNC_CHECK(pthread_condattr_init(&a));
+    ASYNC_CHECK(pthread_condattr_setclock(&a, CLOCK_MONOTONIC));
+    ASYNC_CHECK(pthread_cond_init(&dl_cond, &a));
+    ASYNC_CHECK(pthread_condattr_destroy(&a));
+}
+
+static void dl_place(size_t i, struct async_scope *s)
+{
+    dl_heap[i] = s;
+    s->hidx = i;
+}
+
+static void dl_sift(size_t i)
+{
+    struct async_scope *s = dl_heap[i];
+    while (i > 0 && dl_heap[(i - 1) / 2]->deadline > s->deadline) {
+        dl_place(i, dl_heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= dl_n)
+            break;
+        if (c + 1 < dl_n && dl_heap[c + 1]->deadline < dl_heap[c]->deadline)
+            c++;
+        if (s->deadline <= dl_heap[c]->deadline)
+            break;
+        dl_place(i, dl_heap[c]);
+        i = c;
+    }
+    dl_place(i, s);
+}
+
+/* Under dl_lock. */
+static void dl_remove(struct async_scope *s)
+{
+    size_t i = s->hidx, last = --dl_n;
+    s->hidx = NO_IDX;
+    if (i != last) {
+        dl_place(i, dl_heap[last]);
+        dl_sift(i);
+    }
+}
+
+static void *dl_main(void *unused)
+{
+    (void)unused;
+    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
+    int64_t idle_until = 0;
+    for (;;) {
+        if (dl_n == 0) {
+            if (idle_until == 0)
+                idle_until = async__deadline_after(DL_LINGER);
+            else if (async_now() >= idle_until)
+                break;
+            struct timespec ts = async__timespec(idle_until);
+            (void)pthread_cond_timedwait(&dl_cond, &dl_lock, &ts);
+            continue;
+        }
+        idle_until = 0;
+        struct async_scope *s = dl_heap[0];
+        if (s->deadline > async_now()) {
+            struct timespec ts = async__timespec(s->deadline);
+            (void)pthread_cond_timedwait(&dl_cond, &dl_lock, &ts);
+            continue;
+        }
+        dl_remove(s);   /* its pin is ours now */
+        ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
+        (void)cancel_scope(s, NULL);
+        unpin(s);
+        ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
+    }
+    dl_running = false;
+    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
+    return NULL;
+}
+
+/* Put s in the heap (with a pin), starting the thread if none runs.
+ * 0 | ENOMEM | EAGAIN. */
+static int dl_add(struct async_scope *s)
+{
+    ASYNC_CHECK(pthread_once(&dl_once, dl_init));
+    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
+    int rc = 0;
+    if (dl_n == dl_cap) {
+        size_t cap = dl_cap ? dl_cap * 2 : 16;
+        struct async_scope **h = async__calloc(cap, sizeof *h);
+        if (!h) {
+            rc = ENOMEM;
+            goto out;
+        }
+        if (dl_n)
+            memcpy(h, dl_heap, dl_n * sizeof *h);
+        async__free(dl_heap);
+        dl_heap = h;
+        dl_cap = cap;
+    }
+    if (!dl_running) {
+        pthread_t t;
+        if ((rc = async__thread_create(&t, dl_main, NULL)) != 0)
+            goto out;
+        ASYNC_CHECK(pthread_detach(t));
+        dl_running = true;
+    }
+    pin(s);
+    dl_place(dl_n++, s);
+    dl_sift(s->hidx);
+    if (s->hidx == 0)
+        ASYNC_CHECK(pthread_cond_signal(&dl_cond));   /* it sleeps past s */
+out:
+    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
+    return rc;
+}
+
+/* Take s out of the heap if it is still there (its deadline did not fire). */
+static void dl_del(struct async_scope *s)
+{
+    if (s->deadline == ASYNC_FOREVER)
+        return;
+    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
+    bool was = s->hidx != NO_IDX;
+    if (was)
+        dl_remove(s);
+    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
+    if (was)
+        unpin(s);
+}
+
+/* ------------------------------------------------------------- open */
+
+static void install_hooks(void)
+{
+    /* relaxed: published before any flag, which readers load with acquire */
+    atomic_store_explicit(&async__scope_cancel_hook, on_cancel, memory_order_relaxed);
+    atomic_store_explicit(&async__scope_fail_hook, on_fail, memory_order_relaxed);
+}
+
+async_scope_t *async_scope_open(async_pool_t *pool, unsigned flags, int64_t deadline)
+{
+    if ((flags & ~ASYNC_SCOPE_FAIL_FAST) || async__deadline_valid(deadline)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!(pool = async__pool_resolve(pool)))
+        return NULL;
+    install_hooks();
+    struct async_scope *s = async__calloc(1, sizeof *s);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    atomic_init(&s->refs, 1);
+    s->flags = flags;
+    s->pool = pool;
+    s->deadline = deadline;
+    s->hidx = NO_IDX;
+    struct future *parent = async__current_task();
+    int rc = 0;
+    if (parent) {
+        async__record_retain(parent);
+        s->parent = parent;
+        if ((rc = link_kid(s)) != 0)
+            goto fail_parent;
+    }
+    if (deadline != ASYNC_FOREVER && !async__deadline_passed(deadline) &&
+        (rc = dl_add(s)) != 0)
+        goto fail_kid;
+    if ((parent && task_cancelled(parent)) ||
+        (deadline != ASYNC_FOREVER && async__deadline_passed(deadline)))
+        atomic_store_explicit(&s->cancelled, true, memory_order_release);
+    return s;
+
+fail_kid:
+    if (parent)
+        unlink_kid(s);
+fail_parent:
+    if (parent)
+        async__record_release(parent);
+    async__free(s);
+    errno = rc;
+    return NULL;
+}
+
+/* ------------------------------------------------------------ tasks */
+
+/* Under s->lock: room for one more task. Done tasks are dropped first
+ * (their failures were noted when they failed); then the array grows.
+ * 0 | ENOMEM. */
+static int make_room(struct async_scope *s)
+{
+    if (s->n < s->cap)
+        return 0;
+    if (!s->closing) {
+        size_t kept = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            struct future *t = s->tasks[i];
+            uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+            if (!ASYNC_S_DONE(st)) {
+                s->tasks[kept++] = t;
+                continue;
+            }
+            s->saw_cancel |= st == ASYNC_S_CANCELLED;
+            unlink_home(t);
+            async__record_release(t);
+        }
+        s->n = kept;
+        if (s->cap && s->n <= s->cap / 2)
+            return 0;   /* half free: growing can wait */
+    }
+    size_t cap = s->cap ? s->cap * 2 : 8;
+    struct future **a = async__calloc(cap, sizeof *a);
+    if (!a)
+        return ENOMEM;
+    if (s->n)
+        memcpy(a, s->tasks, s->n * sizeof *a);
+    async__free(s->tasks);
+    s->tasks = a;
+    s->cap = cap;
+    return 0;
+}
+
+/* Add f (a new record, refs 2) to s. 0 | ECANCELED | ENOMEM; on 0 the
+ * scope holds a third reference. */
+static int add_task(struct async_scope *s, struct future *f)
+{
+    int rc = link_home(f, s);
+    if (rc)
+        return rc;
+    async__lock(&s->lock);
+    if (atomic_load_explicit(&s->cancelled, memory_order_relaxed) || s->closed)
+        rc = ECANCELED;
+    else if ((rc = make_room(s)) == 0) {
+        async__record_retain(f);
+        s->tasks[s->n++] = f;
+    }
+    async__unlock(&s->lock);
+    if (rc)
+        unlink_home(f);
+    return rc;
+}
+
+future_t *async_scope_submit(async_scope_t *s, async_fn fn, const void *arg, size_t arg_size)
+{
+    if (!s || !fn || (arg_size && !arg)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (atomic_load_explicit(&s->cancelled, memory_order_acquire)) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    struct future *f = async__task_new(s->pool, fn, arg, arg_size);
+    if (!f) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int rc = add_task(s, f);
+    if (rc) {
+        atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+        async__record_release(f);
+        errno = rc;
+        return NULL;
+    }
+    if ((rc = async__pool_submit(s->pool, f)) != 0) {
+        /* The scope keeps it, done: a pending record would hold close. */
+        (void)async__future_cancel_pending(f);
+        async__record_release(f);   /* the queue's, never taken */
+        async__record_release(f);   /* the caller's */
+        errno = rc;
+        return NULL;
+    }
+    return f;
+}
+
+future_t *async_scope_run(async_scope_t *s, async_fn fn, void *arg)
+{
+    return async_scope_submit(s, fn, arg, 0);
+}
+
+int async_scope_cancel(async_scope_t *s)
+{
+    return s ? cancel_scope(s, NULL) : EINVAL;
+}
+
+/* ------------------------------------------------------------ close */
+
+/* Wait until t is done: like future_get while the caller is not
+ * cancelled (it may run t inline), then deaf to cancellation. A cancelled
+ * parent cancels s first (its pool's shutdown calls no future_cancel). */
+static void wait_task(struct async_scope *s, struct future *t, struct future *me)
+{
+    if (future_done(t))
+        return;
+    if (!me || !task_cancelled(me)) {
+        future_t *one[1] = { t };
+        (void)future_wait_all(one, 1, ASYNC_FOREVER);
+        if (future_done(t))
+            return;
+    }
+    if (me && me == s->parent && task_cancelled(me))
+        (void)cancel_scope(s, NULL);
+    while (async__future_wait_uncancellable(t) != 0)
+        async_yield();   /* no parker for this thread (ENOMEM): poll */
+}
+
+/* After every task is done: the outcome, and the tasks dropped. */
+static int finish(struct async_scope *s)
+{
+    async__lock(&s->lock);
+    int rc = s->first_err;
+    bool cancelled = atomic_load_explicit(&s->cancelled, memory_order_relaxed) ||
+                     s->saw_cancel;
+    for (size_t i = 0; i < s->n; i++) {
+        struct future *t = s->tasks[i];
+        cancelled |= atomic_load_explicit(&t->state, memory_order_acquire) ==
+                     ASYNC_S_CANCELLED;
+        unlink_home(t);
+        async__record_release(t);
+    }
+    s->n = 0;
+    async__unlock(&s->lock);
+    return rc ? rc : cancelled ? ECANCELED : 0;
+}
+
+int async_scope_close(async_scope_t *s)
+{
+    if (!s)
+        return EINVAL;
+    struct future *me = async__current_task();
+    struct async_scope *mine = home_of(me);
+    if (mine)
+        unpin(mine);
+    if (mine == s)
+        return EDEADLK;
+    async__lock(&s->lock);
+    s->closing = true;
+    async__unlock(&s->lock);
+    for (size_t i = 0;; i++) {
+        async__lock(&s->lock);
+        struct future *t = i < s->n ? s->tasks[i] : NULL;
+        if (!t)
+            s->closed = true;
+        async__unlock(&s->lock);
+        if (!t)
+            break;
+        wait_task(s, t, me);
+    }
+    if (me && me == s->parent && task_cancelled(me))
+        (void)cancel_scope(s, NULL);   /* its tasks may have ended first */
+    int rc = finish(s);
+    dl_del(s);
+    if (s->parent) {
+        unlink_kid(s);
+        async__record_release(s->parent);
+    }
+    unpin(s);
+    return rc;
+}
