@@ -19,10 +19,10 @@
  * A scope's deadline is served by one library thread for all scopes (no
  * thread per scope); at the deadline the scope is cancelled.
  *
- * Limits: a pool's ASYNC_CANCEL shutdown reaches the scoped tasks that run on
- * that pool (and the scopes they open); a child scope on another pool is
- * reached when its parent task is cancelled with future_cancel or through
- * its own scope, not by the shutdown of the parent's pool alone.
+ * A pool's ASYNC_CANCEL shutdown ends the scoped tasks that run on that pool
+ * at once. A child scope on another pool than its parent's is cancelled when
+ * the parent task reaches (or waits in) async_scope_close: the shutdown of
+ * the parent's pool makes no future_cancel call that could reach it sooner.
  */
 #ifndef ASYNC_SCOPE_H
 #define ASYNC_SCOPE_H
