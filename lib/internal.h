@@ -27,7 +27,8 @@
  *              park a fiber), sleep, yield
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
- *   scope.c    scopes: task groups, cancellation trees, scope deadlines
+ *   deadline.c callbacks at deadlines, served by one thread (scopes' deadlines)
+ *   scope.c    scopes: task groups, cancellation trees
  *              (calls back down through two hooks set when the first scope
  *              opens: task.c's on a scoped task's panic, future.c's on
  *              future_cancel of a running task that opened scopes)
@@ -40,7 +41,7 @@
  *   f->lock (a record's) > nothing
  *   scope->lock > a scope-table bucket lock (scope.c) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock, dl_lock (scope.c): leaves
+ *   registry_lock (park.c), inj_lock, dl_lock (deadline.c): leaves
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -766,6 +767,23 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
+
+/* --------------------------------------------------------- deadline.c */
+
+/* An entry of the deadline thread's heap, embedded in its owner. fire is
+ * called once, on that thread with no lock held, when `when` has passed,
+ * unless async__deadline_del took the entry out first. */
+#define ASYNC_DL_NONE SIZE_MAX
+struct async_deadline {
+    int64_t when;                              /* immutable while queued */
+    size_t  idx;                               /* guarded by dl_lock */
+    void  (*fire)(struct async_deadline *d);   /* immutable */
+};
+/* Queue d (idx ASYNC_DL_NONE), starting the thread if none runs. 0, ENOMEM,
+ * or EAGAIN (no thread could be started). */
+int  async__deadline_add(struct async_deadline *d);
+/* Take d out if it is still queued: true when it was (it will not fire). */
+bool async__deadline_del(struct async_deadline *d);
 
 /* ---------------------------------------------------------- promise.c */
 

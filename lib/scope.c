@@ -3,7 +3,7 @@
  * tree.
  *
  * Owns: async_scope_open/_run/_submit/_cancel/_close, the table that links
- * records to scopes, the deadline thread, and the two hooks that the layers
+ * records to scopes, and the two hooks that the layers
  * below call (task.c on a scoped task's panic, future.c on future_cancel of a
  * running scoped task).
  *
@@ -24,16 +24,14 @@
  * runner's stack, which a canceller on another thread cannot reach safely),
  * and growing the record by a pointer.
  *
- * A scope's deadline is a heap entry served by one thread for every scope
- * (started on demand, gone after a second with nothing to serve): it works
- * whatever the pool's mode, even when every worker is blocked, and costs no
- * thread per scope. Rejected: the pools' timer heaps (they wake parked
- * fibers only, and are served by workers, all of which may be blocked in
- * thread mode) and a watchdog task per scope (a thread per scope in thread
- * mode).
+ * A scope's deadline is an entry of deadline.c's heap, served by one thread
+ * for every scope: it fires whatever the pool's mode, even when every worker
+ * is blocked, and costs no thread per scope (deadline.c says what was
+ * rejected).
  *
- * Close waits for the tasks in the order they were added, re-reading the
- * count under the lock, so tasks added while it waits are waited for too; it
+ * Close waits until every task is done, re-reading the count under the lock,
+ * so tasks added while it waits are waited for too (the newest first, then
+ * the oldest not yet done: few parks when the tasks end in order); it
  * waits like future_get (it may run a pending task inline), and once the
  * caller is cancelled, with async__future_wait_uncancellable: a cancelled
  * scope's tasks still finish before it is freed. A closing parent that is
@@ -46,12 +44,13 @@
  *   so an index taken under the lock stays valid across unlocks.
  *   A link with home == NULL and kids == NULL is not in the table.
  *   A scope is in its parent's kids from open until close; in the deadline
- *   heap (hidx != NO_IDX) from open until its deadline fires or close.
+ *   heap (dl.idx != ASYNC_DL_NONE) from open until its deadline fires or
+ *   close.
  *   refs = 1 (the owner, until close) + pins (the heap's entry, a canceller
  *   that found the scope through the table); the last drop frees it.
  *
- * Locks: s->lock > bucket lock (compaction unlinks members under s->lock);
- * dl_lock is a leaf. future_cancel, record releases and wakes are called
+ * Locks: s->lock > bucket lock (compaction and close unlink members under
+ * s->lock); deadline.c's lock is a leaf. future_cancel, record releases and wakes are called
  * with no lock held, except record releases in compaction (leaf work).
  *
  * Memory order: the cancel hook pairs with the opener: future_cancel stores
@@ -61,14 +60,13 @@
  */
 #include "internal.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #define NBUCKETS_LOG 6
 #define NBUCKETS     (1u << NBUCKETS_LOG)
-#define NO_IDX       SIZE_MAX
 #define KIDS_BATCH   8
-#define DL_LINGER    ASYNC_SECOND
 
 struct async_scope {
     async_lock_t        lock;
@@ -85,7 +83,7 @@ struct async_scope {
     struct future     **tasks;       /* guarded by lock; each a reference */
     size_t              n, cap;      /* guarded by lock */
     int64_t             deadline;    /* immutable */
-    size_t              hidx;        /* guarded by dl_lock */
+    struct async_deadline dl;        /* deadline.c's entry (holds a pin) */
 };
 
 /* ------------------------------------------------------------ table */
@@ -150,7 +148,7 @@ static void unpin(struct async_scope *s)
 {
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
-    ASYNC_ASSERT(s->n == 0 && s->hidx == NO_IDX);
+    ASYNC_ASSERT(s->n == 0 && s->dl.idx == ASYNC_DL_NONE);
     async__free(s->tasks);
     async__free(s);
 }
@@ -316,144 +314,20 @@ static bool task_cancelled(struct future *f)
 
 /* --------------------------------------------------------- deadlines */
 
-/* A min-heap of scopes on deadline, each entry a pin; one thread sleeps
- * until the earliest and cancels what is due. */
-static pthread_mutex_t      dl_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t       dl_cond;           /* initialised once */
-static pthread_once_t       dl_once = PTHREAD_ONCE_INIT;
-static struct async_scope **dl_heap;           /* guarded by dl_lock */
-static size_t               dl_n, dl_cap;      /* guarded by dl_lock */
-static bool                 dl_running;        /* guarded by dl_lock */
-
-static void dl_init(void)
+/* deadline.c's callback: the heap's pin is ours now. */
+static void deadline_fired(struct async_deadline *d)
 {
-    pthread_condattr_t a;
-    ASYNC_CHECK(pthread_condattr_init(&a));
-    ASYNC_CHECK(pthread_condattr_setclock(&a, CLOCK_MONOTONIC));
-    ASYNC_CHECK(pthread_cond_init(&dl_cond, &a));
-    ASYNC_CHECK(pthread_condattr_destroy(&a));
+    struct async_scope *s = (struct async_scope *)(void *)((char *)d -
+                            offsetof(struct async_scope, dl));
+    (void)cancel_scope(s, NULL);
+    unpin(s);
 }
 
-static void dl_place(size_t i, struct async_scope *s)
-{
-    dl_heap[i] = s;
-    s->hidx = i;
-}
-
-static void dl_sift(size_t i)
-{
-    struct async_scope *s = dl_heap[i];
-    while (i > 0 && dl_heap[(i - 1) / 2]->deadline > s->deadline) {
-        dl_place(i, dl_heap[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= dl_n)
-            break;
-        if (c + 1 < dl_n && dl_heap[c + 1]->deadline < dl_heap[c]->deadline)
-            c++;
-        if (s->deadline <= dl_heap[c]->deadline)
-            break;
-        dl_place(i, dl_heap[c]);
-        i = c;
-    }
-    dl_place(i, s);
-}
-
-/* Under dl_lock. */
-static void dl_remove(struct async_scope *s)
-{
-    size_t i = s->hidx, last = --dl_n;
-    s->hidx = NO_IDX;
-    if (i != last) {
-        dl_place(i, dl_heap[last]);
-        dl_sift(i);
-    }
-}
-
-static void *dl_main(void *unused)
-{
-    (void)unused;
-    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
-    int64_t idle_until = 0;
-    for (;;) {
-        if (dl_n == 0) {
-            if (idle_until == 0)
-                idle_until = async__deadline_after(DL_LINGER);
-            else if (async_now() >= idle_until)
-                break;
-            struct timespec ts = async__timespec(idle_until);
-            (void)pthread_cond_timedwait(&dl_cond, &dl_lock, &ts);
-            continue;
-        }
-        idle_until = 0;
-        struct async_scope *s = dl_heap[0];
-        if (s->deadline > async_now()) {
-            struct timespec ts = async__timespec(s->deadline);
-            (void)pthread_cond_timedwait(&dl_cond, &dl_lock, &ts);
-            continue;
-        }
-        dl_remove(s);   /* its pin is ours now */
-        ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
-        (void)cancel_scope(s, NULL);
-        unpin(s);
-        ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
-    }
-    dl_running = false;
-    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
-    return NULL;
-}
-
-/* Put s in the heap (with a pin), starting the thread if none runs.
- * 0 | ENOMEM | EAGAIN. */
-static int dl_add(struct async_scope *s)
-{
-    ASYNC_CHECK(pthread_once(&dl_once, dl_init));
-    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
-    int rc = 0;
-    if (dl_n == dl_cap) {
-        size_t cap = dl_cap ? dl_cap * 2 : 16;
-        struct async_scope **h = async__calloc(cap, sizeof *h);
-        if (!h) {
-            rc = ENOMEM;
-            goto out;
-        }
-        if (dl_n)
-            memcpy(h, dl_heap, dl_n * sizeof *h);
-        async__free(dl_heap);
-        dl_heap = h;
-        dl_cap = cap;
-    }
-    if (!dl_running) {
-        pthread_t t;
-        if ((rc = async__thread_create(&t, dl_main, NULL)) != 0)
-            goto out;
-        ASYNC_CHECK(pthread_detach(t));
-        dl_running = true;
-    }
-    pin(s);
-    dl_place(dl_n++, s);
-    dl_sift(s->hidx);
-    if (s->hidx == 0)
-        ASYNC_CHECK(pthread_cond_signal(&dl_cond));   /* it sleeps past s */
-out:
-    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
-    return rc;
-}
-
-/* Take s out of the heap if it is still there (its deadline did not fire). */
+/* Take s's deadline out of the heap if it did not fire. */
 static void dl_del(struct async_scope *s)
 {
-    if (s->deadline == ASYNC_FOREVER)
-        return;
-    ASYNC_CHECK(pthread_mutex_lock(&dl_lock));
-    bool was = s->hidx != NO_IDX;
-    if (was)
-        dl_remove(s);
-    ASYNC_CHECK(pthread_mutex_unlock(&dl_lock));
-    if (was)
-        unpin(s);
+    if (s->deadline != ASYNC_FOREVER && async__deadline_del(&s->dl))
+        unpin(s);   /* the heap's */
 }
 
 /* ------------------------------------------------------------- open */
@@ -483,7 +357,8 @@ async_scope_t *async_scope_open(async_pool_t *pool, unsigned flags, int64_t dead
     s->flags = flags;
     s->pool = pool;
     s->deadline = deadline;
-    s->hidx = NO_IDX;
+    s->dl = (struct async_deadline){ .when = deadline, .idx = ASYNC_DL_NONE,
+                                     .fire = deadline_fired };
     struct future *parent = async__current_task();
     int rc = 0;
     if (parent) {
@@ -492,9 +367,13 @@ async_scope_t *async_scope_open(async_pool_t *pool, unsigned flags, int64_t dead
         if ((rc = link_kid(s)) != 0)
             goto fail_parent;
     }
-    if (deadline != ASYNC_FOREVER && !async__deadline_passed(deadline) &&
-        (rc = dl_add(s)) != 0)
-        goto fail_kid;
+    if (deadline != ASYNC_FOREVER && !async__deadline_passed(deadline)) {
+        pin(s);   /* the heap's */
+        if ((rc = async__deadline_add(&s->dl)) != 0) {
+            atomic_store_explicit(&s->refs, 1, memory_order_relaxed);
+            goto fail_kid;
+        }
+    }
     if ((parent && task_cancelled(parent)) ||
         (deadline != ASYNC_FOREVER && async__deadline_passed(deadline)))
         atomic_store_explicit(&s->cancelled, true, memory_order_release);
@@ -665,11 +544,21 @@ int async_scope_close(async_scope_t *s)
     async__lock(&s->lock);
     s->closing = true;
     async__unlock(&s->lock);
-    for (size_t i = 0;; i++) {
+    for (size_t i = 0;;) {
+        struct future *t = NULL;
         async__lock(&s->lock);
-        struct future *t = i < s->n ? s->tasks[i] : NULL;
-        if (!t)
+        while (i < s->n && future_done(s->tasks[i]))
+            i++;   /* a done prefix stays done: each is passed once */
+        if (i < s->n) {
+            /* The newest first: the one a worker's own deque pops first,
+             * and, cancelled in order, the last to end (then the rest are
+             * passed without a park each). */
+            t = s->tasks[s->n - 1];
+            if (future_done(t))
+                t = s->tasks[i];
+        } else {
             s->closed = true;
+        }
         async__unlock(&s->lock);
         if (!t)
             break;
