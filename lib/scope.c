@@ -501,8 +501,14 @@ static void wait_task(struct async_scope *s, struct future *t, struct future *me
     if (future_done(t))
         return;
     if (!me || !task_cancelled(me)) {
+        /* Run t inline only on the closer's own pool: run inline from
+         * another pool, t would not see the cancelling shutdown of the
+         * closer's (its checks look at its own record and pool), and that
+         * shutdown could not cancel s either while the closer is inside t.
+         * A finite deadline never runs a task inline; INT64_MAX never
+         * comes. t's own pool has workers of its own to run it. */
         future_t *one[1] = { t };
-        (void)future_wait_all(one, 1, ASYNC_FOREVER);
+        (void)future_wait_all(one, 1, !me || me->pool == s->pool ? ASYNC_FOREVER : INT64_MAX);
         if (future_done(t))
             return;
     }

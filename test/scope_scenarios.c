@@ -400,6 +400,49 @@ void scope_parent_cancel(struct tally *t, bool thread_mode, unsigned rounds)
     chan_free(fam.never);
 }
 
+/* ---------------------------------------------------------- cross pool */
+
+struct cross {
+    async_pool_t *other;
+    chan_t       *never;
+    tu_gate_t     blocked;
+    atomic_int    child_rc, close_rc;
+};
+
+static void *cross_child(void *arg)
+{
+    struct cross *c = arg;
+    tu_gate_open(&c->blocked);
+    atomic_store(&c->child_rc, chan_recv(c->never, NULL));
+    return NULL;
+}
+
+static void *cross_parent(void *arg)
+{
+    struct cross *c = arg;
+    async_scope_t *s = async_scope_open(c->other, 0, ASYNC_FOREVER);
+    future_free(async_scope_run(s, cross_child, c));
+    atomic_store(&c->close_rc, async_scope_close(s));
+    return NULL;
+}
+
+void scope_cross_pool_cancel(struct tally *t, bool thread_mode)
+{
+    tally_begin(t, "cross_pool_cancel");
+    async_pool_t *pool = make_pool(thread_mode, 1);
+    struct cross c = { .other = make_pool(!thread_mode, 1), .never = chan_make(0, 0),
+                       .child_rc = -1, .close_rc = -1 };
+    future_t *f = async_run_on(pool, cross_parent, &c);
+    tally_check(t, tu_gate_wait(&c.blocked), "the child blocked");
+    tally_check(t, async_pool_destroy(pool, ASYNC_CANCEL) == 0, "destroy(ASYNC_CANCEL)");
+    tally_check(t, future_done(f), "the parent is done");
+    tally_check(t, atomic_load(&c.child_rc) == ECANCELED, "child: %d", atomic_load(&c.child_rc));
+    tally_check(t, atomic_load(&c.close_rc) == ECANCELED, "close: %d", atomic_load(&c.close_rc));
+    future_free(f);
+    async_pool_destroy(c.other, ASYNC_DRAIN);
+    chan_free(c.never);
+}
+
 /* ------------------------------------------------------- grow at close */
 
 struct grow {

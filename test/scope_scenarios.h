@@ -40,6 +40,11 @@ void scope_parent_cancel(struct tally *t, bool thread_mode, unsigned rounds);
  * inside a task; the opener's close returns ECANCELED. */
 void scope_pool_cancel(struct tally *t, bool thread_mode, unsigned fanout);
 
+/* A task on one pool closes a scope on another pool whose task blocks; the
+ * first pool's ASYNC_CANCEL shutdown reaches that task through the close
+ * (the scope's pool is the other mode's). */
+void scope_cross_pool_cancel(struct tally *t, bool thread_mode);
+
 /* While close waits, the scope's tasks add tasks to it (a recursive
  * spawn); close waits for all of them. Handles freed at once. */
 void scope_grow_while_closing(struct tally *t, bool thread_mode, unsigned depth);

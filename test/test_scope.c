@@ -297,6 +297,12 @@ Test(scope, an_async_cancel_shutdown_reaches_scoped_tasks)
     SCENARIO(scope_pool_cancel(&t, true, 4));
 }
 
+Test(scope, the_cancelling_shutdown_of_the_parents_pool_reaches_a_scope_on_another_pool)
+{
+    SCENARIO(scope_cross_pool_cancel(&t, false));
+    SCENARIO(scope_cross_pool_cancel(&t, true));
+}
+
 Test(scope, tasks_may_add_tasks_while_close_waits)
 {
     SCENARIO(scope_grow_while_closing(&t, false, 6));

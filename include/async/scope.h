@@ -110,9 +110,10 @@ ASYNC_API int async_scope_cancel(async_scope_t *s);
  *   Blocks:        yes, without a deadline, even once the scope or the
  *                  caller is cancelled (a cancelled scope's tasks end soon
  *                  if they heed async_cancelled). Inside a task it parks
- *                  like future_get, and may run a task of the scope that has
- *                  not started, so it never deadlocks the pool (one thread
- *                  included).
+ *                  like future_get; when the scope runs on the caller's own
+ *                  pool (or the caller is no task) it may run a task of the
+ *                  scope that has not started, so it never deadlocks the
+ *                  pool (one thread included).
  *   Thread-safety: one call per scope, from any thread except the scope's
  *                  own tasks (they would wait for themselves).
  *   Ownership:     frees s; the handles async_scope_run returned stay valid

@@ -46,6 +46,8 @@ int main(int argc, char **argv)
         scope_close_in_task(&t, thread_mode, stress_n(scale, 100));
         scope_parent_cancel(&t, thread_mode, stress_n(scale, 50));
         scope_pool_cancel(&t, thread_mode, small ? 5 : 8);
+        for (unsigned i = 0; i < stress_n(scale, 20); i++)
+            scope_cross_pool_cancel(&t, thread_mode);
         scope_grow_while_closing(&t, thread_mode, scale < 1 ? 7 : 10);
         scope_races(&t, thread_mode, stress_n(scale, 20));
     }
