@@ -14,6 +14,7 @@
  *   async/task.h     inside a task: cancellation, defer, panic
  *   async/promise.h  promises
  *   async/chan.h     channels and select
+ *   async/scope.h    scopes: task groups and cancellation trees
  *   async/version.h  ASYNC_VERSION and async_version
  */
 #ifndef ASYNC_H
@@ -26,6 +27,7 @@
 #include <async/task.h>
 #include <async/promise.h>
 #include <async/chan.h>
+#include <async/scope.h>
 #include <async/version.h>
 
 #endif /* ASYNC_H */

@@ -31,6 +31,9 @@
  * (async__block_enter), which may start a replacement.
  *
  * Neither path runs other tasks (future.c does that, before it waits).
+ * async__wait_uncancellable is the same loop deaf to cancellation, for the
+ * one wait that must outlast it (a scope's close waits for its tasks even
+ * when the closing task is cancelled, scope.c).
  */
 #include "sched_internal.h"
 
@@ -93,11 +96,12 @@ static void adapt_spin(int64_t start)
     t->spin_ns = b;
 }
 
-static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin)
+static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
+                       bool cancellable)
 {
     struct async_parker *p = (struct async_parker *)w->target;
     int64_t start = 0;
-    if (may_spin && !async__cancel_requested()) {
+    if (may_spin && !(cancellable && async__cancel_requested())) {
         start = async_now();
         int64_t spin_ns = async__tls_get()->spin_ns;
         int64_t until = start + (spin_ns ? spin_ns : SPIN_START_NS);
@@ -115,7 +119,7 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin)
             rc = 0;
             break;
         }
-        if (async__cancel_requested()) {
+        if (cancellable && async__cancel_requested()) {
             rc = ECANCELED;
             break;
         }
@@ -145,7 +149,7 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin)
 
 /* No stack to switch to: wait on the worker's parker (state TBLOCK) until
  * a wake, the deadline or a cancellation; the caller then re-checks. */
-static void tblock(struct async_fiber *self, int64_t deadline)
+static void tblock(struct async_fiber *self, int64_t deadline, bool cancellable)
 {
     struct async_parker *p = async__tls_get()->worker->parker;
     self->tparker = p;
@@ -155,7 +159,7 @@ static void tblock(struct async_fiber *self, int64_t deadline)
         return;   /* WOKEN already */
     async__block_enter();
     while (atomic_load_explicit(&self->state, memory_order_seq_cst) == ASYNC_F_TBLOCK) {
-        if (async__cancel_requested() || async__deadline_passed(deadline)) {
+        if ((cancellable && async__cancel_requested()) || async__deadline_passed(deadline)) {
             s = ASYNC_F_TBLOCK;
             atomic_compare_exchange_strong_explicit(&self->state, &s, ASYNC_F_RUNNING,
                     memory_order_seq_cst, memory_order_seq_cst);
@@ -169,7 +173,7 @@ static void tblock(struct async_fiber *self, int64_t deadline)
     async__block_exit();
 }
 
-static int wait_fiber(struct async_waiter *w, int64_t deadline)
+static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable)
 {
     struct async_fiber *self = (struct async_fiber *)(w->target & ~ASYNC_TARGET_FIBER);
     struct async_pool *pool = self->pool;
@@ -183,7 +187,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
             rc = 0;
             break;
         }
-        if (async__cancel_requested()) {
+        if (cancellable && async__cancel_requested()) {
             rc = ECANCELED;
             break;
         }
@@ -201,7 +205,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
         /* Without a timer (no memory for the heap) the deadline needs a
          * thread that sleeps until it. */
         if ((deadline != ASYNC_FOREVER && !timer_set) || !async__fiber_park(self))
-            tblock(self, deadline);
+            tblock(self, deadline, cancellable);
         /* resumed, or back from the thread's wait: look again */
     }
     atomic_store_explicit(&self->state, ASYNC_F_RUNNING, memory_order_seq_cst);
@@ -223,8 +227,15 @@ static int wait_over(int rc)
 int async__wait(struct async_waiter *w, int64_t deadline)
 {
     if (w->target & ASYNC_TARGET_FIBER)
-        return wait_over(wait_fiber(w, deadline));
-    return wait_over(wait_thread(w, deadline, true));
+        return wait_over(wait_fiber(w, deadline, true));
+    return wait_over(wait_thread(w, deadline, true, true));
+}
+
+int async__wait_uncancellable(struct async_waiter *w, int64_t deadline)
+{
+    if (w->target & ASYNC_TARGET_FIBER)
+        return wait_over(wait_fiber(w, deadline, false));
+    return wait_over(wait_thread(w, deadline, true, false));
 }
 
 int async_sleep_until(int64_t deadline)
@@ -252,8 +263,8 @@ int async_sleep_until(int64_t deadline)
     }
     /* Nobody fires this waiter: it ends by deadline or cancellation. */
     async__wait_note(ASYNC_W_SLEEP, NULL, 0, deadline);
-    int rc = wait_over((w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline)
-                                                       : wait_thread(&w, deadline, false));
+    int rc = wait_over((w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline, true)
+                                                       : wait_thread(&w, deadline, false, true));
     return rc == ETIMEDOUT ? 0 : rc;
 }
 

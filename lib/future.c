@@ -73,9 +73,9 @@ static void unlink_waiter(struct future *f, struct async_wnode *n)
     n->linked = false;
 }
 
-/* Park until f is done or the deadline. 0, ETIMEDOUT, EAGAIN, ECANCELED,
- * ENOMEM (no parker for this thread). */
-static int wait_done(struct future *f, int64_t deadline)
+/* Park until f is done or the deadline (or, when cancellable, the caller's
+ * cancellation). 0, ETIMEDOUT, EAGAIN, ECANCELED, ENOMEM (no parker). */
+static int wait_done_ex(struct future *f, int64_t deadline, bool cancellable)
 {
     if (ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
         return 0;
@@ -94,7 +94,7 @@ static int wait_done(struct future *f, int64_t deadline)
     async__unlock(&f->lock);
     async__wait_note(f->kind == ASYNC_KIND_PROMISE ? ASYNC_W_PROMISE : ASYNC_W_FUTURE, f, 0,
                      deadline);
-    rc = async__wait(&w, deadline);
+    rc = cancellable ? async__wait(&w, deadline) : async__wait_uncancellable(&w, deadline);
     if (rc) {
         async__lock(&f->lock);
         unlink_waiter(f, &n);
@@ -103,6 +103,16 @@ static int wait_done(struct future *f, int64_t deadline)
             rc = 0;   /* completed as we gave up: the completion stands */
     }
     return rc;
+}
+
+static int wait_done(struct future *f, int64_t deadline)
+{
+    return wait_done_ex(f, deadline, true);
+}
+
+int async__future_wait_uncancellable(struct future *f)
+{
+    return wait_done_ex(f, ASYNC_FOREVER, false);
 }
 
 /* ------------------------------------------------- inline running */
@@ -309,6 +319,11 @@ int future_cancel(future_t *f)
     atomic_store_explicit(&f->cancel, 1, memory_order_seq_cst);
     ASYNC_TEST_WINDOW();
     async__wake(async__target_lookup(atomic_load_explicit(&f->runner, memory_order_seq_cst)));
+    /* A task that opened scopes: cancel them too (scope.c). seq_cst: with
+     * the opener's fetch_or of the flag and its read of f->cancel, either
+     * this sees the flag or the opener sees the cancel. */
+    if (ASYNC_UNLIKELY(atomic_load_explicit(&f->flags, memory_order_seq_cst) & ASYNC_RF_SCOPE))
+        atomic_load_explicit(&async__scope_cancel_hook, memory_order_relaxed)(f);
     return EBUSY;
 }
 

@@ -31,6 +31,11 @@
  *              watchdog (reads fibers, threads and pools; stops nothing)
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
+ *   deadline.c callbacks at deadlines, served by one thread (scopes' deadlines)
+ *   scope.c    scopes: task groups, cancellation trees
+ *              (calls back down through two hooks set when the first scope
+ *              opens: task.c's on a scoped task's panic, future.c's on
+ *              future_cancel of a running task that opened scopes)
  *   promise.c  promises
  *   chan.c, select.c   channels and select
  *
@@ -38,8 +43,9 @@
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
+ *   scope->lock > a scope-table bucket lock (scope.c) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock: leaves
+ *   registry_lock (park.c), inj_lock, dl_lock (deadline.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
@@ -782,6 +788,16 @@ void async__future_complete(struct future *f, uint32_t final, int err, void *val
 /* CAS PENDING -> CANCELLED for a task nobody ran; wakes (and touches nothing
  * of the pool). true when this call cancelled it. */
 bool async__future_cancel_pending(struct future *f);
+/* Scopes (scope.c) are reached from below through these hooks, set before
+ * the first record gets ASYNC_RF_SCOPE and called only for records that
+ * carry it: fail when a scoped task panicked (before its future completes),
+ * cancel when future_cancel asks a running scoped task to stop (to cancel
+ * the scopes it opened). */
+extern void (*_Atomic async__scope_fail_hook)(struct future *f, int err);
+extern void (*_Atomic async__scope_cancel_hook)(struct future *f);
+/* Wait until f is done, whatever the caller's cancellation (future.c). 0,
+ * or ENOMEM (no parker for this thread). */
+int async__future_wait_uncancellable(struct future *f);
 /* Format a failure message (NULL fmt: ""); never NULL: a static
  * "out of memory" string when allocation fails (sets *oom). */
 char *async__format(const char *fmt, va_list ap, bool *oom);
@@ -884,6 +900,10 @@ struct async_pool *async__pool_resolve(struct async_pool *pool);
  * blocks (replacements, stats). It never runs other tasks.
  */
 int async__wait(struct async_waiter *w, int64_t deadline);
+/* As async__wait, but the caller's cancellation does not end it (it never
+ * returns ECANCELED): for a scope's close, which waits for its tasks even
+ * once it is cancelled. */
+int async__wait_uncancellable(struct async_waiter *w, int64_t deadline);
 /* Is the pool being cancelled (ASYNC_CANCEL shutdown)? */
 bool async__pool_cancelling(const struct async_pool *pool);
 /* The queue's reference to f is being dropped by a thread that did not run
@@ -899,6 +919,23 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
+
+/* --------------------------------------------------------- deadline.c */
+
+/* An entry of the deadline thread's heap, embedded in its owner. fire is
+ * called once, on that thread with no lock held, when `when` has passed,
+ * unless async__deadline_del took the entry out first. */
+#define ASYNC_DL_NONE SIZE_MAX
+struct async_deadline {
+    int64_t when;                              /* immutable while queued */
+    size_t  idx;                               /* guarded by dl_lock */
+    void  (*fire)(struct async_deadline *d);   /* immutable */
+};
+/* Queue d (idx ASYNC_DL_NONE), starting the thread if none runs. 0, ENOMEM,
+ * or EAGAIN (no thread could be started). */
+int  async__deadline_add(struct async_deadline *d);
+/* Take d out if it is still queued: true when it was (it will not fire). */
+bool async__deadline_del(struct async_deadline *d);
 
 /* ---------------------------------------------------------- promise.c */
 

@@ -335,6 +335,8 @@ void async__task_run(struct future *f)
     struct async_pool *pool = t->pool;
     if (cur->panicked) {
         log_panic(t, cur->perr, cur->pmsg);
+        if (atomic_load_explicit(&t->flags, memory_order_acquire) & ASYNC_RF_SCOPE)
+            atomic_load_explicit(&async__scope_fail_hook, memory_order_relaxed)(t, cur->perr);
         async__pool_count(pool, ASYNC_C_FAILED);
         async__future_complete(t, ASYNC_S_FAILED, cur->perr, cur->pmsg);
     } else {
@@ -422,6 +424,13 @@ bool async__future_cancel_pending(struct future *f)
     after_final_store(f);
     return true;
 }
+
+/* ------------------------------------------------------- scope hooks */
+
+/* Set by scope.c (relaxed: before the first fetch_or of ASYNC_RF_SCOPE,
+ * which a caller reads with acquire before calling). */
+void (*_Atomic async__scope_fail_hook)(struct future *f, int err);
+void (*_Atomic async__scope_cancel_hook)(struct future *f);
 
 /* ------------------------------------------------------- public API */
 

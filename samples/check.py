@@ -191,10 +191,16 @@ def failure(dividend, divisor):
     return None
 
 
+LONG_WORK = [(13, 50, 5), (14, 70, 7), (15, 90, 3)]
+
+
 def check_safely_do(exe):
     out = run(exe, "--scale", 0.5)
     logs = [line for line in out if line.startswith("log: ")]
-    last_work = max(i for i, line in enumerate(out) if line.startswith(("work #", "log: ")))
+    shutdown = index(out, "shutdown: cancelling the server")
+    last_work = max(i for i, line in enumerate(out)
+                    if line.startswith(("work #", "log: ")) and not line.endswith("cancelled"))
+    expect(last_work < shutdown, "every short work ended before the shutdown")
     failed = 0
     for ident, dividend, divisor in WORK:
         why = failure(dividend, divisor)
@@ -204,12 +210,18 @@ def check_safely_do(exe):
             continue
         failed += 1
         line = 'Work failed with "%s" in work #%d (%d / %d)' % (why, ident, dividend, divisor)
-        expect(index(out, line) > last_work, "reported after the pool drained: " + line)
+        expect(index(out, line) > shutdown, "reported after the server stopped: " + line)
         expect(sum(why in log for log in logs) == 1, "the pool logged: " + why)
+    stopped = index(out, "server: stopped; its scope reports a failed request")
+    for ident, dividend, divisor in LONG_WORK:
+        expect(shutdown < index(out, "work #%d: cancelled" % ident) < stopped,
+               "the shutdown cancelled work #%d in flight" % ident)
+        expect(index(out, "Work cancelled at shutdown: work #%d (%d / %d)"
+                     % (ident, dividend, divisor)) > stopped, "reported: work #%d" % ident)
     ok = len(WORK) - failed
     expect(len(logs) == failed, "one log line per failed work")
-    expect(out[-1] == "summary: %d ok, %d failed, %d logged" % (ok, failed, failed),
-           "summary: %d ok, %d failed" % (ok, failed))
+    expect(out[-1] == "summary: %d ok, %d failed, %d cancelled, %d logged"
+           % (ok, failed, len(LONG_WORK), failed), "summary: %d ok, %d failed" % (ok, failed))
 
 
 # ----------------------------------------------------------------- fork_join

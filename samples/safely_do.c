@@ -16,11 +16,16 @@
  *         do(work)
  *     }
  *
- * In C:
+ * In C, with a shutdown Go would add through a context:
  *   - workChan is a channel of work_t pointers; `for work := range workChan`
  *     is `while (chan_recv(work_chan, &work) == 0)`, which ends with EPIPE
  *     once main closes the channel and the server has taken every item.
- *   - `go safelyDo(work)` is async_run_on(pool, safely_do, work).
+ *   - `go safelyDo(work)` is async_scope_run(requests, safely_do, work): the
+ *     server runs its requests in a scope, so that it ends only once every
+ *     request it started has ended (async_scope_close), and so that stopping
+ *     the server stops them all: the scope, opened inside the server's task,
+ *     is that task's child, and future_cancel of the server cancels every
+ *     request in flight (their blocked calls return ECANCELED).
  *   - do() fails with async_panic. The pool is the deferred recover: it unwinds
  *     the task, runs what the task deferred, writes one line through the log
  *     hook given to async_pool_create, and completes the task's future as
@@ -30,14 +35,18 @@
  *     holds is released by async_defer, which runs on return and on panic.
  *
  * Each work item is a division; a zero divisor or a negative dividend makes
- * do() panic. At the end main prints each item's outcome (future_state,
- * future_error) and a summary.
+ * do() panic. The last three items are long (a minute each): they are still
+ * in flight when main shuts the server down, and each one stops as soon as
+ * its sleep returns ECANCELED. At the end main prints each item's outcome
+ * (future_state, future_error) and a summary.
  *
  * Usage: safely_do [--scale F]   (F multiplies the 20 ms each work takes)
  */
 #include <async.h>
 
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +54,16 @@
 typedef struct work {
     int       id;
     int       dividend, divisor;
-    int       quotient;   /* written by its task; read by main after the pool is gone */
-    future_t *future;     /* written by the server; read by main after the pool is gone */
+    int       ms;          /* how long the work takes, before --scale */
+    int       quotient;    /* written by its task; read by main after the server ended */
+    bool      cancelled;   /* written by its task; read as quotient */
+    future_t *future;      /* written by the server; read by main after it ended */
 } work_t;
 
 static double        scale = 1.0;   /* set once in main before any task starts */
 static async_pool_t *pool;          /* set once in main before any task starts */
+static chan_t       *progress;      /* ids: a short work ended, a long one started,
+                                       or (0) the pool logged a failure */
 static atomic_int    logged;        /* lines the pool wrote through log_line */
 
 /* The pool's log hook: called from a worker, maybe several at once. */
@@ -62,11 +75,31 @@ static void log_line(void *ctx, const char *line)
         len--;
     printf("log: %.*s\n", (int)len, line);
     atomic_fetch_add(&logged, 1);
+    int none = 0;
+    chan_send(progress, &none);   /* the pool logs after the task's defers ran */
+}
+
+static void tell_progress(void *arg)
+{
+    work_t *work = arg;
+    chan_send(progress, &work->id);   /* buffered for every item: never blocks */
 }
 
 static void do_work(work_t *work, char *scratch, size_t size)
 {
-    async_sleep((int64_t)(20 * scale * (double)ASYNC_MILLISECOND));   /* the work */
+    bool is_long = work->ms > 1000;
+    if (is_long)
+        tell_progress(work);   /* in flight */
+    else if (async_defer(tell_progress, work) != 0) {   /* ended, on return or panic */
+        tell_progress(work);
+        async_panic(ENOMEM, "no memory for work #%d", work->id);
+    }
+    int64_t took = (int64_t)(work->ms * scale * (double)ASYNC_MILLISECOND);
+    if (async_sleep_until(async_now() + took) == ECANCELED) {   /* the work */
+        work->cancelled = true;
+        printf("work #%d: cancelled\n", work->id);
+        return;
+    }
     if (work->divisor == 0)
         async_panic(EDOM, "cannot divide %d by zero", work->dividend);
     if (work->dividend < 0)
@@ -91,19 +124,26 @@ static void *safely_do(void *arg)
     return NULL;
 }
 
+/* Returns async_scope_close's answer: 0, the first failure's code, or
+ * ECANCELED. */
 static void *server(void *arg)
 {
     chan_t *work_chan = arg;
+    async_scope_t *requests = async_scope_open(pool, 0, ASYNC_FOREVER);
+    if (requests == NULL)
+        return (void *)(intptr_t)errno;
     work_t *work;
-    while (chan_recv(work_chan, &work) == 0) {   /* range over the channel */
-        work->future = async_run_on(pool, safely_do, work);
+    /* range over the channel: ends with EPIPE once it is closed, or with
+     * ECANCELED when the server is cancelled */
+    while (chan_recv(work_chan, &work) == 0) {
+        work->future = async_scope_run(requests, safely_do, work);
         if (work->future == NULL)
             fprintf(stderr, "work #%d not started: %s\n", work->id, strerror(errno));
     }
-    return NULL;
+    return (void *)(intptr_t)async_scope_close(requests);   /* waits for every request */
 }
 
-/* Hand every item to the server through the channel, then close it. */
+/* Hand every item to the server through the channel. */
 static int feed(chan_t *work_chan, work_t *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -112,15 +152,31 @@ static int feed(chan_t *work_chan, work_t *items, size_t n)
         if (err != 0)
             return err;
     }
-    return chan_close(work_chan);   /* ends the server's range loop */
+    return 0;
+}
+
+/* Wait until every short work has ended (and each failure is logged) and
+ * every long one is in flight: n messages. */
+static int await_progress(size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int id, err = chan_recv(progress, &id);
+        if (err != 0)
+            return err;
+    }
+    return 0;
 }
 
 static void report(work_t *items, size_t n)
 {
-    int ok = 0, failed = 0;
+    int ok = 0, failed = 0, cancelled = 0;
     for (size_t i = 0; i < n; i++) {
         work_t *work = &items[i];
-        if (future_state(work->future) == FUTURE_SUCCEEDED) {
+        if (future_state(work->future) == FUTURE_SUCCEEDED && work->cancelled) {
+            printf("Work cancelled at shutdown: work #%d (%d / %d)\n", work->id,
+                   work->dividend, work->divisor);
+            cancelled++;
+        } else if (future_state(work->future) == FUTURE_SUCCEEDED) {
             ok++;
         } else {
             printf("Work failed with \"%s\" in work #%d (%d / %d)\n", future_error(work->future),
@@ -129,7 +185,8 @@ static void report(work_t *items, size_t n)
         }
         future_free(work->future);
     }
-    printf("summary: %d ok, %d failed, %d logged\n", ok, failed, atomic_load(&logged));
+    printf("summary: %d ok, %d failed, %d cancelled, %d logged\n", ok, failed, cancelled,
+           atomic_load(&logged));
 }
 
 int main(int argc, char **argv)
@@ -142,28 +199,50 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
 
+    enum { SHORT = 20, LONG = 60000 };   /* ms */
     work_t items[] = {
-        {1, 84, 2, 0, NULL},  {2, 7, 0, 0, NULL},    {3, 99, 9, 0, NULL},
-        {4, 10, 5, 0, NULL},  {5, -4, 2, 0, NULL},   {6, 1, 0, 0, NULL},
-        {7, 64, 8, 0, NULL},  {8, 45, 3, 0, NULL},   {9, 12, 4, 0, NULL},
-        {10, 30, 0, 0, NULL}, {11, 81, 27, 0, NULL}, {12, 100, 10, 0, NULL},
+        {1, 84, 2, SHORT, 0, 0, NULL},   {2, 7, 0, SHORT, 0, 0, NULL},
+        {3, 99, 9, SHORT, 0, 0, NULL},   {4, 10, 5, SHORT, 0, 0, NULL},
+        {5, -4, 2, SHORT, 0, 0, NULL},   {6, 1, 0, SHORT, 0, 0, NULL},
+        {7, 64, 8, SHORT, 0, 0, NULL},   {8, 45, 3, SHORT, 0, 0, NULL},
+        {9, 12, 4, SHORT, 0, 0, NULL},   {10, 30, 0, SHORT, 0, 0, NULL},
+        {11, 81, 27, SHORT, 0, 0, NULL}, {12, 100, 10, SHORT, 0, 0, NULL},
+        {13, 50, 5, LONG, 0, 0, NULL},   {14, 70, 7, LONG, 0, 0, NULL},
+        {15, 90, 3, LONG, 0, 0, NULL},
     };
     size_t n = sizeof items / sizeof items[0];
 
     async_pool_config_t config = {.threads = 2, .name = "server", .log = log_line};
     pool = async_pool_create(&config);
     chan_t *work_chan = chan_make(sizeof(work_t *), 0);
-    future_t *srv = pool && work_chan ? async_run_on(pool, server, work_chan) : NULL;
+    progress = chan_make(sizeof(int), 2 * n);
+    future_t *srv = pool && work_chan && progress ? async_run_on(pool, server, work_chan) : NULL;
     if (srv == NULL) {
         perror("setup");
         return 1;
     }
+    size_t failing = 0;
+    for (size_t i = 0; i < n; i++)
+        failing += items[i].ms < LONG && (items[i].divisor == 0 || items[i].dividend < 0);
     int err = feed(work_chan, items, n);
     if (err == 0)
-        err = future_get(srv, NULL);   /* every item has been started */
+        err = await_progress(n + failing);
+    if (err == 0) {
+        /* The shutdown: stop the server, and with it (its scope is the
+         * server task's child) every request still in flight. */
+        printf("shutdown: cancelling the server\n");
+        future_cancel(srv);
+        void *closed = NULL;
+        err = future_get(srv, &closed);   /* the server closed its scope */
+        int rc = (int)(intptr_t)closed;   /* the first failure's code wins */
+        if (err == 0)
+            printf("server: stopped; its scope reports %s\n",
+                   rc == 0 ? "success" : rc == ECANCELED ? "cancellation" : "a failed request");
+    }
     future_free(srv);
-    async_pool_destroy(pool, ASYNC_DRAIN);   /* waits for every safelyDo */
+    async_pool_destroy(pool, ASYNC_DRAIN);
     chan_free(work_chan);
+    chan_free(progress);
     if (err != 0) {
         fprintf(stderr, "server: %s\n", strerror(err));
         return 1;
@@ -174,7 +253,8 @@ int main(int argc, char **argv)
 
 /*
  * Output (the work and log lines come in any order: the tasks run at once;
- * the text after "log: " is the pool's own line):
+ * the text after "log: " is the pool's own line; the three "cancelled" lines
+ * come in any order too):
  *
  * work #1: 84 / 2 = 42
  * work #3: 99 / 9 = 11
@@ -188,9 +268,17 @@ int main(int argc, char **argv)
  * log: pool server task 0x7fa5c8000df0 fn 0x55d0c1a4e660: panic: cannot divide 30 by zero (error 33)
  * work #11: 81 / 27 = 3
  * work #12: 100 / 10 = 10
+ * shutdown: cancelling the server
+ * work #13: cancelled
+ * work #14: cancelled
+ * work #15: cancelled
+ * server: stopped; its scope reports a failed request
  * Work failed with "cannot divide 7 by zero" in work #2 (7 / 0)
  * Work failed with "negative input -4" in work #5 (-4 / 2)
  * Work failed with "cannot divide 1 by zero" in work #6 (1 / 0)
  * Work failed with "cannot divide 30 by zero" in work #10 (30 / 0)
- * summary: 8 ok, 4 failed, 4 logged
+ * Work cancelled at shutdown: work #13 (50 / 5)
+ * Work cancelled at shutdown: work #14 (70 / 7)
+ * Work cancelled at shutdown: work #15 (90 / 3)
+ * summary: 8 ok, 4 failed, 3 cancelled, 4 logged
  */

@@ -1746,6 +1746,179 @@ static void op_stats(struct input *in)
     check_stats();
 }
 
+/* ================================================================ scopes */
+/* ---- begin scope ops: appended op codes (scopes), one block ---- */
+
+/*
+ * Scopes run on a pool of their own (two workers), so that the model of the
+ * one-worker pool above is untouched. Their tasks never block (they return
+ * a value or panic), so close always returns; the model knows, per scope,
+ * whether it is certainly cancelled, maybe cancelled (a deadline of a few
+ * microseconds, a fail-fast panic), and the panic codes of its tasks.
+ */
+#define NSCOPE 2
+
+static struct sworld {
+    async_pool_t *pool;               /* created on the first scope */
+    struct mscope {
+        async_scope_t *s;
+        bool           cancelled;     /* certainly */
+        bool           maybe;         /* maybe cancelled (not certainly) */
+        bool           fail_fast;
+        unsigned       ntasks;        /* accepted */
+        unsigned       fails;         /* bit e-1: a task that panics with e */
+    } sc[NSCOPE];
+    atomic_uint logged;               /* panic lines of the scope pool */
+} SW;
+
+static void scope_log(void *ctx, const char *line)
+{
+    (void)ctx;
+    (void)line;
+    atomic_fetch_add(&SW.logged, 1);
+}
+
+static void *scope_task(void *arg)
+{
+    uintptr_t v = *(uintptr_t *)arg;   /* a copy (submit) or the value's slot (run) */
+    if (v & 0x100)
+        async_panic((int)(v & 7) + 1, "scope task %u", (unsigned)(v & 0xff));
+    return (void *)v;
+}
+
+static struct mscope *pick_scope(struct input *in)
+{
+    return &SW.sc[byte(in) % NSCOPE];
+}
+
+static void op_scope_open(struct input *in)
+{
+    struct mscope *m = pick_scope(in);
+    unsigned b = byte(in);
+    unsigned flags = b & 3u;          /* 2, 3: unknown flags */
+    unsigned dk = (b >> 2) % 4;       /* forever, passed, bad, a few us */
+    int64_t d = dk == 0 ? ASYNC_FOREVER : dk == 1 ? 1 : dk == 2 ? -2
+              : async_now() + (int64_t)((b >> 4) + 1) * ASYNC_MICROSECOND;
+    note("scope_open slot %u flags %u deadline kind %u", (unsigned)(m - SW.sc), flags, dk);
+    if (m->s)
+        return;   /* one scope per slot */
+    if (!SW.pool) {
+        async_pool_config_t cfg = { .threads = 2, .name = "fuzzscope", .log = scope_log };
+        SW.pool = async_pool_create(&cfg);
+        EXPECT(SW.pool, "scope pool: errno %d", errno);
+    }
+    errno = 0;
+    async_scope_t *s = async_scope_open(SW.pool, flags, d);
+    if (flags > 1 || dk == 2) {
+        EXPECT(!s && errno == EINVAL, "scope_open bad flags/deadline: %p errno %d",
+               (void *)s, errno);
+        return;
+    }
+    EXPECT(s, "scope_open: errno %d", errno);
+    *m = (struct mscope){ .s = s, .cancelled = dk == 1, .maybe = dk == 3,
+                          .fail_fast = flags == 1 };
+}
+
+static void op_scope_run(struct input *in)
+{
+    struct mscope *m = pick_scope(in);
+    unsigned b = byte(in);
+    note("scope_run slot %u kind %u", (unsigned)(m - SW.sc), b);
+    errno = 0;
+    if (!m->s) {
+        EXPECT(!async_scope_run(NULL, scope_task, NULL) && errno == EINVAL,
+               "scope_run(NULL): errno %d", errno);
+        return;
+    }
+    if (b % 16 == 15) {
+        EXPECT(!async_scope_run(m->s, NULL, NULL) && errno == EINVAL, "scope_run fn NULL");
+        errno = 0;
+        EXPECT(!async_scope_submit(m->s, scope_task, NULL, 8) && errno == EINVAL,
+               "scope_submit arg NULL");
+        return;
+    }
+    static uintptr_t values[256];     /* run's argument slots: live until teardown */
+    uintptr_t v = (b & 0x7fu) | ((b & 0x80u) ? 0x100u : 0u);
+    values[b] = v;
+    future_t *f = b & 1u ? async_scope_submit(m->s, scope_task, &v, sizeof v)
+                         : async_scope_run(m->s, scope_task, &values[b]);
+    if (m->cancelled) {
+        EXPECT(!f && errno == ECANCELED, "scope_run on a cancelled scope: errno %d", errno);
+        return;
+    }
+    if (!f) {
+        EXPECT(errno == ECANCELED && m->maybe, "scope_run: errno %d", errno);
+        m->cancelled = true;   /* its deadline passed, or a fail-fast panic */
+        return;
+    }
+    m->ntasks++;
+    if (v & 0x100u)
+        m->fails |= 1u << (v & 7);
+    if (v & 0x100u && m->fail_fast)
+        m->maybe = true;
+    if (b & 2u) {   /* wait for it: its outcome is known */
+        void *res = NULL;
+        int rc = future_get(f, &res);
+        EXPECT(rc == ((v & 0x100u) ? (int)(v & 7) + 1 : 0) || rc == ECANCELED,
+               "scope task: %d", rc);
+        EXPECT(rc || res == (void *)v, "scope task value");
+    }
+    future_free(f);   /* the scope keeps its own reference */
+}
+
+static void op_scope_cancel(struct input *in)
+{
+    struct mscope *m = pick_scope(in);
+    note("scope_cancel slot %u", (unsigned)(m - SW.sc));
+    if (!m->s) {
+        EXPECT(async_scope_cancel(NULL) == EINVAL, "scope_cancel(NULL)");
+        return;
+    }
+    int rc = async_scope_cancel(m->s);
+    EXPECT(rc == (m->cancelled ? EALREADY : 0) || (rc == EALREADY && m->maybe),
+           "scope_cancel: %d", rc);
+    m->cancelled = true;
+}
+
+static void scope_close_slot(struct mscope *m)
+{
+    int rc = async_scope_close(m->s);
+    bool failed = rc > 0 && rc <= 8 && (m->fails & (1u << (rc - 1)));
+    bool ok = failed || (rc == ECANCELED && (m->cancelled || m->maybe)) ||
+              (rc == 0 && !m->cancelled && !m->fails);
+    EXPECT(ok, "scope_close: %d (cancelled %d maybe %d fails %#x)", rc, m->cancelled,
+           m->maybe, m->fails);
+    /* A panic that ran must be reported, unless the scope was cancelled
+     * before it ran (then it never ran). */
+    EXPECT(!m->fails || failed || m->cancelled || m->maybe, "scope_close hid a failure: %d",
+           rc);
+    *m = (struct mscope){ 0 };
+}
+
+static void op_scope_close(struct input *in)
+{
+    struct mscope *m = pick_scope(in);
+    note("scope_close slot %u", (unsigned)(m - SW.sc));
+    if (!m->s) {
+        EXPECT(async_scope_close(NULL) == EINVAL, "scope_close(NULL)");
+        return;
+    }
+    scope_close_slot(m);
+}
+
+/* Every input ends with its scopes closed and their pool destroyed. */
+static void scope_teardown(void)
+{
+    for (unsigned i = 0; i < NSCOPE; i++)
+        if (SW.sc[i].s)
+            scope_close_slot(&SW.sc[i]);
+    if (SW.pool)
+        EXPECT(async_pool_destroy(SW.pool, ASYNC_DRAIN) == 0, "scope pool destroy");
+    memset(&SW, 0, sizeof SW);
+}
+
+/* ---- end scope ops ---- */
+
 /* ============================================================ teardown */
 
 /* Before a drain: let the blocker holding the worker finish. */
@@ -1804,6 +1977,7 @@ static void teardown(struct input *in)
     unsigned how = byte(in);
     bool cancel = how & 1u;
     note("teardown %s", cancel ? "ASYNC_CANCEL" : "ASYNC_DRAIN");
+    scope_teardown();
     if (!cancel)
         teardown_release(how & 2u);
     if (!cancel || (how & 4u))
@@ -1841,6 +2015,8 @@ static const op_fn ops[] = {
     op_query,        op_cancel,         op_wait,             op_chan_make,    op_chan_free,
     op_chan_send,    op_chan_recv,      op_chan_close,       op_select,       op_badargs,
     op_stats,        op_chan_send,      op_chan_recv,        op_select,       op_get,
+    /* scope ops (appended) */
+    op_scope_open,   op_scope_run,      op_scope_cancel,     op_scope_close,
 };
 
 static void world_init(void)
