@@ -164,13 +164,6 @@ static bool help(struct future *f)
     return ran;
 }
 
-static void set_awaiting(struct future *me, struct future *f)
-{
-    async__lock(&me->lock);
-    me->awaiting = f;
-    async__unlock(&me->lock);
-}
-
 /* The no-deadline wait: run it, help it, or park. */
 static int get_forever(struct future *f)
 {
@@ -186,11 +179,33 @@ static int get_forever(struct future *f)
             return ECANCELED;
         if (help(f))
             continue;
-        set_awaiting(me, f);
-        int rc = wait_done(f, ASYNC_FOREVER);
-        set_awaiting(me, NULL);
+        int rc = async__cycle_enter(f);
+        if (rc)
+            return rc;
+        rc = wait_done(f, ASYNC_FOREVER);
+        async__cycle_leave();
         return rc;
     }
+}
+
+/* Park until f is done or the deadline, publishing the wait (cycle.c). */
+static int wait_parked(struct future *f, int64_t deadline)
+{
+    if (deadline == 0 || !async__current_task() ||
+        ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
+        return wait_done(f, deadline);
+    int rc = async__cycle_enter(f);
+    if (rc)
+        return rc;
+    rc = wait_done(f, deadline);
+    async__cycle_leave();
+    return rc;
+}
+
+/* Wait for f until the deadline, or forever (running or helping it). */
+static int wait_for(struct future *f, int64_t deadline)
+{
+    return deadline == ASYNC_FOREVER ? get_forever(f) : wait_parked(f, deadline);
 }
 
 /* ------------------------------------------------------ public API */
@@ -251,7 +266,7 @@ int future_get_until(future_t *f, void **result, int64_t deadline)
         return ECANCELED;
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (!ASYNC_S_DONE(s)) {
-        int rc = deadline == ASYNC_FOREVER ? get_forever(f) : wait_done(f, deadline);
+        int rc = wait_for(f, deadline);
         if (rc)
             return rc;
         /* Reading a future has no side effect to preserve (unlike a channel
@@ -334,7 +349,7 @@ int future_wait_all(future_t *const *fs, size_t n, int64_t deadline)
     if (n && async__cancel_requested())
         return ECANCELED;
     for (size_t i = 0; i < n; i++) {
-        rc = deadline == ASYNC_FOREVER ? get_forever(fs[i]) : wait_done(fs[i], deadline);
+        rc = wait_for(fs[i], deadline);
         if (rc)
             return rc;
     }
@@ -360,6 +375,32 @@ static bool lowest_done(future_t *const *fs, size_t n, size_t *index)
     return found < n;
 }
 
+/* Would every one of the n futures close a cycle through the calling task?
+ * (Only then is waiting for any of them a deadlock; cycle.c.) */
+static bool closes_cycles(future_t *const *fs, size_t n)
+{
+    if (!async__current_task())
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!async__cycle_closes(fs[i]))
+            return false;
+    return true;
+}
+
+/* future_wait_any on one future: a wait that publishes itself (cycle.c)
+ * and never runs the task inline. */
+static int wait_any_one(future_t *const *fs, int64_t deadline, size_t *index)
+{
+    int rc = wait_parked(fs[0], deadline);
+    if (rc == EDEADLK || rc == ENOMEM)
+        return rc;
+    if (async__cancel_requested())
+        return ECANCELED;
+    if (lowest_done(fs, 1, index))
+        return 0;
+    return rc ? rc : ETIMEDOUT;
+}
+
 #define ANY_STACK_NODES 8
 
 int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *index)
@@ -371,6 +412,10 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
         return ECANCELED;
     if (lowest_done(fs, n, index))
         return 0;
+    if (n == 1)
+        return wait_any_one(fs, deadline, index);
+    if (deadline != 0 && closes_cycles(fs, n))
+        return EDEADLK;
     struct async_waiter w;
     if ((rc = async__waiter_prepare(&w, deadline)) != 0)
         return rc;

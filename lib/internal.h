@@ -26,6 +26,7 @@
  *   block.c    the one wait loop (async__wait: spin and park a thread, or
  *              park a fiber), sleep, yield
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
+ *   cycle.c    wait cycles: the links of waiting tasks, the EDEADLK walk
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
  *   chan.c, select.c   channels and select
@@ -747,6 +748,19 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
+
+/* ------------------------------------------------------------ cycle.c */
+
+/* The calling task is about to wait for f: publish that (and that the tasks
+ * running it inline on its fiber wait for it), then look for the caller on
+ * f's chain of waits. 0, or EDEADLK (nothing left published). Outside a task:
+ * 0, nothing published. */
+int  async__cycle_enter(struct future *f);
+/* The wait published by async__cycle_enter has returned. */
+void async__cycle_leave(void);
+/* Does f's chain of waits lead back to a task on the caller's fiber?
+ * Publishes nothing. */
+bool async__cycle_closes(struct future *f);
 
 /* ---------------------------------------------------------- promise.c */
 
