@@ -244,7 +244,7 @@ future_t *async_run(async_fn fn, void *arg)
     return async_submit(NULL, fn, arg, 0);
 }
 
-static int outcome(const struct future *f, uint32_t s, void **result)
+static int outcome(struct future *f, uint32_t s, void **result)
 {
     switch (s) {
     case ASYNC_S_SUCCEEDED:
@@ -252,6 +252,7 @@ static int outcome(const struct future *f, uint32_t s, void **result)
             *result = f->io.result;
         return 0;
     case ASYNC_S_FAILED:
+        async__future_mark_read(f);
         return f->err;
     default:
         return ECANCELED;
@@ -304,6 +305,7 @@ const char *future_error(const future_t *f)
     if (!f || atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire) !=
                   ASYNC_S_FAILED)
         return NULL;
+    async__future_mark_read((struct future *)(uintptr_t)f);
     return f->io.msg;
 }
 

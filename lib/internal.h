@@ -602,6 +602,20 @@ static inline bool async__cancel_requested(void)
 
 /* Write one line through the pool's log hook (NULL pool or hook: stderr). */
 void async__pool_log(struct async_pool *pool, const char *line);
+/* Write one line about pool, which may have been destroyed already: through
+ * its hook, prefixed with its name, if it is alive, else to stderr (pool.c
+ * sets it when it creates its first pool; it never touches a freed pool). */
+extern void (*_Atomic async__live_log_hook)(struct async_pool *pool, const char *line);
+
+/* The outcome of f was read (future_get, future_error, select, future_then):
+ * a failure of f is then not reported as unread when f goes. */
+static inline void async__future_mark_read(struct future *f)
+{
+    /* relaxed: the reader's handle drop (acq_rel on refs) publishes it to
+     * whoever drops the last reference and checks it */
+    if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_READ))
+        atomic_fetch_or_explicit(&f->flags, ASYNC_RF_READ, memory_order_relaxed);
+}
 
 /* A new record for fn(arg), arg_size bytes copied when > 0, refs = 2 (the
  * handle and the queue). NULL with errno ENOMEM. */

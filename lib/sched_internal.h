@@ -87,6 +87,11 @@ struct async_pool {
     size_t               ntimers, cap;
     _Atomic int64_t      timer_next;         /* heap[0]->when, or INT64_MAX */
     _Atomic size_t       nstacks;            /* stacks this pool's workers hold */
+
+    /* the live pools (pool.c), for lines about records that outlive a pool */
+    struct async_pool   *live_next;          /* guarded by live_lock */
+    unsigned             live_loggers;       /* guarded by live_lock */
+    bool                 live;               /* guarded by live_lock */
 };
 
 _Static_assert(offsetof(struct async_pool, h) == 0,

@@ -45,6 +45,7 @@
 #include "internal.h"
 
 #include <dlfcn.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,44 @@ struct future *async__promise_new(void)
     return f;
 }
 
+/* "name" of a task's function: its symbol where the dynamic linker knows
+ * one, else its address. */
+static void fn_name(async_fn fn, char *buf, size_t size)
+{
+    Dl_info info;
+    if (dladdr((void *)(uintptr_t)fn, &info) && info.dli_sname)
+        snprintf(buf, size, "%s", info.dli_sname);
+    else
+        snprintf(buf, size, "%p", (void *)(uintptr_t)fn);
+}
+
+void (*_Atomic async__live_log_hook)(struct async_pool *pool, const char *line);
+
+/* A FAILED record nobody read goes: say so, as Python's "Task exception was
+ * never retrieved". The last reference may be dropped long after its pool
+ * was destroyed (a handle freed late), so the line goes through the pool's
+ * hook only if the pool is still alive (pool.c keeps the live ones). */
+static void log_unread(struct future *f)
+{
+    char line[512];
+    if (f->kind == ASYNC_KIND_PROMISE) {
+        snprintf(line, sizeof line, "promise 0x%" PRIxPTR " failed and its outcome was never "
+                 "read: %s (error %d)", (uintptr_t)f, f->io.msg, f->err);
+        async__pool_log(NULL, line);
+        return;
+    }
+    char name[160];
+    fn_name(f->fn, name, sizeof name);
+    void (*live)(struct async_pool *, const char *) =
+        atomic_load_explicit(&async__live_log_hook, memory_order_acquire);
+    snprintf(line, sizeof line, "task 0x%" PRIxPTR " (%s) failed and its outcome was never "
+             "read: %s (error %d)", (uintptr_t)f, name, f->io.msg, f->err);
+    if (live)
+        live(f->pool, line);
+    else
+        async__pool_log(NULL, line);
+}
+
 void async__record_release(struct future *f)
 {
     /* A sole owner needs no atomic read-modify-write: nobody else holds a
@@ -250,9 +289,12 @@ void async__record_release(struct future *f)
     if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
         atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED &&
-        !async__msg_is_static(f->io.msg))
-        async__free(f->io.msg);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED) {
+        if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_READ))
+            log_unread(f);
+        if (!async__msg_is_static(f->io.msg))
+            async__free(f->io.msg);
+    }
     record_free(f);
 }
 
@@ -270,11 +312,7 @@ void async__pool_log(struct async_pool *pool, const char *line)
 static void log_panic(struct future *f, int err, const char *msg)
 {
     char name[160];
-    Dl_info info;
-    if (dladdr((void *)(uintptr_t)f->fn, &info) && info.dli_sname)
-        snprintf(name, sizeof name, "%s", info.dli_sname);
-    else
-        snprintf(name, sizeof name, "%p", (void *)(uintptr_t)f->fn);
+    fn_name(f->fn, name, sizeof name);
     char line[512];
     snprintf(line, sizeof line, "panic in task %s: %s (error %d)", name, msg, err);
     async__pool_log(f->pool, line);
