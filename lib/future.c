@@ -263,6 +263,7 @@ int future_get_until(future_t *f, void **result, int64_t deadline)
 {
     if (!f || async__deadline_valid(deadline))
         return EINVAL;
+    ASYNC_CHECK_FUTURE(f, "future_get");
     if (async__cancel_requested())
         return ECANCELED;
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
@@ -290,18 +291,23 @@ future_state_t future_state(const future_t *f)
 {
     if (!f)
         return FUTURE_FAILED;
+    ASYNC_CHECK_FUTURE(f, "future_state");
     uint32_t s = atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire);
     return s == ASYNC_S_COMPLETING ? FUTURE_PENDING : (future_state_t)s;
 }
 
 bool future_done(const future_t *f)
 {
+    if (f)
+        ASYNC_CHECK_FUTURE(f, "future_done");
     return f && ASYNC_S_DONE(atomic_load_explicit(&((future_t *)f)->state,
                                                   memory_order_acquire));
 }
 
 const char *future_error(const future_t *f)
 {
+    if (f)
+        ASYNC_CHECK_FUTURE(f, "future_error");
     if (!f || atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire) !=
                   ASYNC_S_FAILED)
         return NULL;
@@ -313,6 +319,7 @@ int future_cancel(future_t *f)
 {
     if (!f)
         return EINVAL;
+    ASYNC_CHECK_FUTURE(f, "future_cancel");
     if (f->kind == ASYNC_KIND_PROMISE)
         return async__promise_cancel(f);
     if (async__future_cancel_pending(f))
@@ -329,8 +336,19 @@ int future_cancel(future_t *f)
 
 void future_free(future_t *f)
 {
-    if (f)
-        async__record_release(f);
+    if (!f)
+        return;
+#if ASYNC_CHECKS
+    if (f->magic != ASYNC_MAGIC_FUTURE)
+        async__misuse("future_free", "future freed twice (its record is gone)", f);
+    uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+    do {
+        if (h == 0)
+            async__misuse("future_free", "future freed twice", f);
+    } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h - 1,
+                 memory_order_relaxed, memory_order_relaxed));
+#endif
+    async__record_release(f);
 }
 
 static int check_array(future_t *const *fs, size_t n, int64_t deadline)
@@ -340,6 +358,10 @@ static int check_array(future_t *const *fs, size_t n, int64_t deadline)
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return EINVAL;
+#if ASYNC_CHECKS
+    for (size_t i = 0; i < n; i++)
+        ASYNC_CHECK_FUTURE(fs[i], "future_wait");
+#endif
     return 0;
 }
 

@@ -30,13 +30,17 @@
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
  *   chan.c, select.c   channels and select
+ *   checks.c   misuse caught: the abort message, the checked build's
+ *              quarantine (called from every layer: it calls only alloc.c
+ *              and the short lock)
  *
  * Lock order (the only nestings there are; every other lock is a leaf):
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock: leaves
+ *   registry_lock (park.c), inj_lock, q_lock (checks.c): leaves
+ *   default_lock > live_lock (pool.c)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -119,6 +123,20 @@ _Noreturn void async__abort(const char *file, int line, const char *what);
     } while (0)
 #else
 #  define ASYNC_ASSERT(pred) ((void)sizeof(!(pred)))
+#endif
+
+/* Misuse of the API caught (checks.c): print "libasync: call(obj): what"
+ * and abort. */
+_Noreturn void async__misuse(const char *call, const char *what, const void *obj);
+/* Magic words of the checked build (and of the few checks release builds
+ * keep): an object's word while it lives, ASYNC_MAGIC_FREED once freed. */
+#define ASYNC_MAGIC_FUTURE 0x46555455u   /* "FUTU": a record (task or promise) */
+#define ASYNC_MAGIC_CHAN   0x4348414eu   /* "CHAN" */
+#define ASYNC_MAGIC_POOL   0x504f4f4cu   /* "POOL" */
+#define ASYNC_MAGIC_FREED  0xdeadf5eeu
+#if ASYNC_CHECKS
+/* Keep a freed object poisoned for a while, then release(obj) it. */
+void async__quarantine(void *obj, void (*release)(void *obj));
 #endif
 
 void *async__malloc(size_t n);              /* NULL on failure (errno ENOMEM) */
@@ -538,11 +556,30 @@ struct future {
     struct async_wnode *_Atomic waiters; /* linked under lock; read lock-free
                                      by the completer's emptiness check */
     struct future   *awaiting;    /* task this one waits on; guarded by lock */
+#if ASYNC_CHECKS
+    /* the checked build's (checks.c): set by record_init, poisoned when the
+     * record is freed; 88 bytes then */
+    uint32_t         magic;       /* ASYNC_MAGIC_FUTURE, or _FREED */
+    uint32_t         gen;         /* incarnations of this memory as a record */
+    _Atomic uint32_t handles;     /* future handles its user holds */
+    _Atomic uint32_t phold;       /* a promise: 1 until promise_free */
+#endif
     /* async_submit's copy of the argument follows, at ASYNC_ARG_OFFSET (no
      * flexible array member: its alignment would pad every record to 80) */
 };
 #define ASYNC_ARG_OFFSET \
     ((sizeof(struct future) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+/* The checked build's test of a future handle at the top of a public call. */
+#if ASYNC_CHECKS
+#  define ASYNC_CHECK_FUTURE(f, call)                                        \
+    do {                                                                     \
+        if (ASYNC_UNLIKELY((f)->magic != ASYNC_MAGIC_FUTURE))                \
+            async__misuse(call, "future used after it was freed", (f));      \
+    } while (0)
+#else
+#  define ASYNC_CHECK_FUTURE(f, call) ((void)0)
+#endif
 
 /* The frame of one task run, on the runner's stack. */
 struct async_frame {

@@ -192,7 +192,12 @@ static void pool_free(struct async_pool *pool)
     async__timers_fini(pool);
     pthread_mutex_destroy(&pool->lock);
     pthread_mutex_destroy(&pool->idle_lock);
+    pool->magic = ASYNC_MAGIC_FREED;
+#if ASYNC_CHECKS
+    async__quarantine(pool, async__free);
+#else
     async__free(pool);
+#endif
 }
 
 static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned threads,
@@ -221,6 +226,7 @@ static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned th
     ASYNC_CHECK(pthread_mutex_init(&pool->idle_lock, NULL));
     atomic_init(&pool->timer_next, INT64_MAX);
     atomic_init(&pool->h.phase, PH_RUNNING);
+    pool->magic = ASYNC_MAGIC_POOL;
     return pool;
 }
 
@@ -371,6 +377,8 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
 
 int async_pool_destroy(async_pool_t *pool, async_shutdown_t how)
 {
+    if (pool)
+        async__pool_check(pool, "async_pool_destroy");
     int rc = pool_stop(pool, how);
     if (rc == 0)
         pool_free(pool);
@@ -428,6 +436,10 @@ int async_shutdown(async_shutdown_t how)
 
 struct async_pool *async__pool_resolve(struct async_pool *pool)
 {
+#if ASYNC_CHECKS
+    if (pool)
+        async__pool_check(pool, "async_submit");
+#endif
     return pool ? pool : async_default_pool();
 }
 
@@ -437,6 +449,7 @@ int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out)
         return EINVAL;
     if (!pool && !(pool = async_default_pool()))
         return errno;
+    async__pool_check(pool, "async_pool_stats");
     uint64_t c[ASYNC_NCOUNTERS];
     async__sum_counters(pool, c);
     out->parked = async__pool_parked(pool);

@@ -92,10 +92,20 @@ struct async_pool {
     struct async_pool   *live_next;          /* guarded by live_lock */
     unsigned             live_loggers;       /* guarded by live_lock */
     bool                 live;               /* guarded by live_lock */
+    uint32_t             magic;              /* ASYNC_MAGIC_POOL; _FREED once
+                                                freed (checks.c); far from
+                                                the start, which free() reuses */
 };
 
 _Static_assert(offsetof(struct async_pool, h) == 0,
                "the layers below read the pool's head at offset 0");
+
+/* A destroyed pool handed to call: abort (checks.c). */
+static inline void async__pool_check(const struct async_pool *pool, const char *call)
+{
+    if (ASYNC_UNLIKELY(pool->magic != ASYNC_MAGIC_POOL))
+        async__misuse(call, "pool used after it was destroyed", pool);
+}
 
 /* sched.c, for block.c and timer.c */
 void    async__signal_work(struct async_pool *pool);

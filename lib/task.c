@@ -178,8 +178,12 @@ static struct future *record_alloc(size_t arg_size)
     }
     struct future *f = async__malloc(arg_size ? ASYNC_ARG_OFFSET + arg_size
                                               : sizeof(struct future));
-    if (f)
+    if (f) {
         f->size_class = arg_size == 0;
+#if ASYNC_CHECKS
+        f->gen = 0;
+#endif
+    }
     return f;
 }
 
@@ -199,6 +203,13 @@ static void record_free(struct future *f)
     async__free(f);
 }
 
+#if ASYNC_CHECKS
+static void record_free_any(void *f)
+{
+    record_free(f);
+}
+#endif
+
 static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
 {
     atomic_init(&f->next, NULL);
@@ -215,6 +226,12 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     f->pool = pool;
     atomic_init(&f->waiters, NULL);
     f->awaiting = NULL;
+#if ASYNC_CHECKS
+    f->magic = ASYNC_MAGIC_FUTURE;
+    f->gen++;
+    atomic_init(&f->handles, 1);   /* the submitter's; promise_make says 0 */
+    atomic_init(&f->phold, 0);
+#endif
 }
 
 struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
@@ -295,7 +312,12 @@ void async__record_release(struct future *f)
         if (!async__msg_is_static(f->io.msg))
             async__free(f->io.msg);
     }
+#if ASYNC_CHECKS
+    f->magic = ASYNC_MAGIC_FREED;   /* checks.c: poisoned until reused */
+    async__quarantine(f, record_free_any);
+#else
     record_free(f);
+#endif
 }
 
 /* --------------------------------------------------------------- run */
