@@ -26,7 +26,14 @@
  *      needs it, so running it can never block on something the waiter was
  *      about to produce. Nothing else is run (API.md says why).
  *   3. else it parks (block.c): a goroutine-mode task frees its worker, a
- *      thread-mode worker counts as blocked.
+ *      thread-mode worker counts as blocked. Before it parks, a task
+ *      publishes its wait and looks for a wait cycle (cycle.c): a wait that
+ *      would close one returns EDEADLK instead. Finite-deadline waits of a
+ *      task do the same (a poll, deadline 0, never waits and never does).
+ *
+ * Reading a FAILED outcome (future_get returning its code, future_error)
+ * marks the record read (async__future_mark_read); one never read is
+ * reported when its last reference goes (task.c).
  *
  * Cancelling a running task stores its cancel flag (seq_cst) and wakes the
  * record's runner (the fiber or thread that runs it, by its wake-target

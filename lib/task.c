@@ -39,8 +39,16 @@
  *   refs == number of handles + (1 while the record is in a queue).
  *
  * Memory order: refs drop with acq_rel (the last dropper sees every write of
- * the others); the runner's writes to the outcome happen before the final
- * state store in future.c.
+ * the others, the READ flag of a reader included); the runner's writes to
+ * the outcome happen before the final state store in future.c.
+ *
+ * Unread failures: the last drop of a FAILED record whose ASYNC_RF_READ bit
+ * is clear logs one line (log_unread): through the pool's hook while the
+ * pool lives (pool.c's live list, reached through async__live_log_hook),
+ * else, and for promises, to stderr. Nothing of the record grows for it.
+ *
+ * The checked build poisons a record on its last drop and hands it to the
+ * quarantine (checks.c), which releases it to record_free later.
  */
 #include "internal.h"
 
