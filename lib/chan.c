@@ -303,6 +303,9 @@ chan_t *chan_make(size_t elem_size, size_t capacity)
     c->sendx = c->recvx = 0;
     c->sendq.head = c->sendq.tail = NULL;
     c->recvq.head = c->recvq.tail = NULL;
+#if ASYNC_CHECKS
+    c->magic = ASYNC_MAGIC_CHAN;
+#endif
     return c;
 }
 
@@ -310,6 +313,7 @@ int chan_send_until(chan_t *c, const void *elem, int64_t deadline)
 {
     if (!c || (!elem && c->elem_size) || async__deadline_valid(deadline))
         return EINVAL;
+    ASYNC_CHECK_CHAN(c, "chan_send");
     if (async__cancel_requested())
         return ECANCELED;
     struct chan_wake cw = { 0 };
@@ -324,6 +328,7 @@ int chan_recv_until(chan_t *c, void *elem, int64_t deadline)
 {
     if (!c || async__deadline_valid(deadline))
         return EINVAL;
+    ASYNC_CHECK_CHAN(c, "chan_recv");
     if (async__cancel_requested())
         return ECANCELED;
     struct chan_wake cw = { 0 };
@@ -361,6 +366,7 @@ int chan_close(chan_t *c)
 {
     if (!c)
         return EINVAL;
+    ASYNC_CHECK_CHAN(c, "chan_close");
     struct async_wnode *taken = NULL;
     async__lock(&c->lock);
     if (c->closed) {
@@ -390,7 +396,24 @@ size_t chan_cap(const chan_t *c)
     return c ? c->cap : 0;
 }
 
+/* Freeing a channel someone is blocked on would leave that waiter on freed
+ * memory, hanging or worse: caught in every build (two loads and a compare;
+ * read without the lock: chan_free is not thread-safe, the last user's call
+ * has returned, and any waiter still linked is the bug being reported). */
 void chan_free(chan_t *c)
 {
+    if (!c)
+        return;
+#if ASYNC_CHECKS
+    if (c->magic != ASYNC_MAGIC_CHAN)
+        async__misuse("chan_free", "channel freed twice", c);
+#endif
+    if (ASYNC_UNLIKELY(c->sendq.head || c->recvq.head))
+        async__misuse("chan_free", "channel freed while a task or thread is blocked on it", c);
+#if ASYNC_CHECKS
+    c->magic = ASYNC_MAGIC_FREED;
+    async__quarantine(c, async__free);
+#else
     async__free(c);
+#endif
 }

@@ -29,6 +29,9 @@ struct chan {
     size_t              recvx;      /* guarded by lock: next slot to drain */
     struct async_wqueue sendq;      /* guarded by lock: blocked senders */
     struct async_wqueue recvq;      /* guarded by lock: blocked receivers */
+#if ASYNC_CHECKS
+    uint32_t            magic;      /* ASYNC_MAGIC_CHAN; _FREED once freed */
+#endif
     unsigned char       buf[];      /* cap * elem_size bytes; slots guarded by
                                        lock */
 };
@@ -40,6 +43,17 @@ struct chan {
  * their case index (< n) instead; see chan.c on why the two differ.
  */
 #define ASYNC_CHAN_SOLO SIZE_MAX
+
+/* The checked build's test of a channel handle (checks.c). */
+#if ASYNC_CHECKS
+#  define ASYNC_CHECK_CHAN(c, call)                                          \
+    do {                                                                     \
+        if (ASYNC_UNLIKELY((c)->magic != ASYNC_MAGIC_CHAN))                  \
+            async__misuse(call, "channel used after chan_free", (c));        \
+    } while (0)
+#else
+#  define ASYNC_CHECK_CHAN(c, call) ((void)0)
+#endif
 
 /*
  * What a hand-off leaves to do once every lock is released: fire the waiter

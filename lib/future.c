@@ -26,7 +26,14 @@
  *      needs it, so running it can never block on something the waiter was
  *      about to produce. Nothing else is run (API.md says why).
  *   3. else it parks (block.c): a goroutine-mode task frees its worker, a
- *      thread-mode worker counts as blocked.
+ *      thread-mode worker counts as blocked. Before it parks, a task
+ *      publishes its wait and looks for a wait cycle (cycle.c): a wait that
+ *      would close one returns EDEADLK instead. Finite-deadline waits of a
+ *      task do the same (a poll, deadline 0, never waits and never does).
+ *
+ * Reading a FAILED outcome (future_get returning its code, future_error)
+ * marks the record read (async__future_mark_read); one never read is
+ * reported when its last reference goes (task.c).
  *
  * Cancelling a running task stores its cancel flag (seq_cst) and wakes the
  * record's runner (the fiber or thread that runs it, by its wake-target
@@ -176,13 +183,6 @@ static bool help(struct future *f)
     return ran;
 }
 
-static void set_awaiting(struct future *me, struct future *f)
-{
-    async__lock(&me->lock);
-    me->awaiting = f;
-    async__unlock(&me->lock);
-}
-
 /* The no-deadline wait: run it, help it, or park. */
 static int get_forever(struct future *f)
 {
@@ -198,11 +198,33 @@ static int get_forever(struct future *f)
             return ECANCELED;
         if (help(f))
             continue;
-        set_awaiting(me, f);
-        int rc = wait_done(f, ASYNC_FOREVER);
-        set_awaiting(me, NULL);
+        int rc = async__cycle_enter(f);
+        if (rc)
+            return rc;
+        rc = wait_done(f, ASYNC_FOREVER);
+        async__cycle_leave();
         return rc;
     }
+}
+
+/* Park until f is done or the deadline, publishing the wait (cycle.c). */
+static int wait_parked(struct future *f, int64_t deadline)
+{
+    if (deadline == 0 || !async__current_task() ||
+        ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_acquire)))
+        return wait_done(f, deadline);
+    int rc = async__cycle_enter(f);
+    if (rc)
+        return rc;
+    rc = wait_done(f, deadline);
+    async__cycle_leave();
+    return rc;
+}
+
+/* Wait for f until the deadline, or forever (running or helping it). */
+static int wait_for(struct future *f, int64_t deadline)
+{
+    return deadline == ASYNC_FOREVER ? get_forever(f) : wait_parked(f, deadline);
 }
 
 /* ------------------------------------------------------ public API */
@@ -241,7 +263,7 @@ future_t *async_run(async_fn fn, void *arg)
     return async_submit(NULL, fn, arg, 0);
 }
 
-static int outcome(const struct future *f, uint32_t s, void **result)
+static int outcome(struct future *f, uint32_t s, void **result)
 {
     switch (s) {
     case ASYNC_S_SUCCEEDED:
@@ -249,6 +271,7 @@ static int outcome(const struct future *f, uint32_t s, void **result)
             *result = f->io.result;
         return 0;
     case ASYNC_S_FAILED:
+        async__future_mark_read(f);
         return f->err;
     default:
         return ECANCELED;
@@ -259,11 +282,12 @@ int future_get_until(future_t *f, void **result, int64_t deadline)
 {
     if (!f || async__deadline_valid(deadline))
         return EINVAL;
+    ASYNC_CHECK_FUTURE(f, "future_get");
     if (async__cancel_requested())
         return ECANCELED;
     uint32_t s = atomic_load_explicit(&f->state, memory_order_acquire);
     if (!ASYNC_S_DONE(s)) {
-        int rc = deadline == ASYNC_FOREVER ? get_forever(f) : wait_done(f, deadline);
+        int rc = wait_for(f, deadline);
         if (rc)
             return rc;
         /* Reading a future has no side effect to preserve (unlike a channel
@@ -286,21 +310,27 @@ future_state_t future_state(const future_t *f)
 {
     if (!f)
         return FUTURE_FAILED;
+    ASYNC_CHECK_FUTURE(f, "future_state");
     uint32_t s = atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire);
     return s == ASYNC_S_COMPLETING ? FUTURE_PENDING : (future_state_t)s;
 }
 
 bool future_done(const future_t *f)
 {
+    if (f)
+        ASYNC_CHECK_FUTURE(f, "future_done");
     return f && ASYNC_S_DONE(atomic_load_explicit(&((future_t *)f)->state,
                                                   memory_order_acquire));
 }
 
 const char *future_error(const future_t *f)
 {
+    if (f)
+        ASYNC_CHECK_FUTURE(f, "future_error");
     if (!f || atomic_load_explicit(&((future_t *)f)->state, memory_order_acquire) !=
                   ASYNC_S_FAILED)
         return NULL;
+    async__future_mark_read((struct future *)(uintptr_t)f);
     return f->io.msg;
 }
 
@@ -308,6 +338,7 @@ int future_cancel(future_t *f)
 {
     if (!f)
         return EINVAL;
+    ASYNC_CHECK_FUTURE(f, "future_cancel");
     if (f->kind == ASYNC_KIND_PROMISE)
         return async__promise_cancel(f);
     if (async__future_cancel_pending(f))
@@ -329,8 +360,19 @@ int future_cancel(future_t *f)
 
 void future_free(future_t *f)
 {
-    if (f)
-        async__record_release(f);
+    if (!f)
+        return;
+#if ASYNC_CHECKS
+    if (f->magic != ASYNC_MAGIC_FUTURE)
+        async__misuse("future_free", "future freed twice (its record is gone)", f);
+    uint32_t h = atomic_load_explicit(&f->handles, memory_order_relaxed);
+    do {
+        if (h == 0)
+            async__misuse("future_free", "future freed twice", f);
+    } while (!atomic_compare_exchange_weak_explicit(&f->handles, &h, h - 1,
+                 memory_order_relaxed, memory_order_relaxed));
+#endif
+    async__record_release(f);
 }
 
 static int check_array(future_t *const *fs, size_t n, int64_t deadline)
@@ -340,6 +382,10 @@ static int check_array(future_t *const *fs, size_t n, int64_t deadline)
     for (size_t i = 0; i < n; i++)
         if (!fs[i])
             return EINVAL;
+#if ASYNC_CHECKS
+    for (size_t i = 0; i < n; i++)
+        ASYNC_CHECK_FUTURE(fs[i], "future_wait");
+#endif
     return 0;
 }
 
@@ -351,7 +397,7 @@ int future_wait_all(future_t *const *fs, size_t n, int64_t deadline)
     if (n && async__cancel_requested())
         return ECANCELED;
     for (size_t i = 0; i < n; i++) {
-        rc = deadline == ASYNC_FOREVER ? get_forever(fs[i]) : wait_done(fs[i], deadline);
+        rc = wait_for(fs[i], deadline);
         if (rc)
             return rc;
     }
@@ -377,6 +423,32 @@ static bool lowest_done(future_t *const *fs, size_t n, size_t *index)
     return found < n;
 }
 
+/* Would every one of the n futures close a cycle through the calling task?
+ * (Only then is waiting for any of them a deadlock; cycle.c.) */
+static bool closes_cycles(future_t *const *fs, size_t n)
+{
+    if (!async__current_task())
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!async__cycle_closes(fs[i]))
+            return false;
+    return true;
+}
+
+/* future_wait_any on one future: a wait that publishes itself (cycle.c)
+ * and never runs the task inline. */
+static int wait_any_one(future_t *const *fs, int64_t deadline, size_t *index)
+{
+    int rc = wait_parked(fs[0], deadline);
+    if (rc == EDEADLK || rc == ENOMEM)
+        return rc;
+    if (async__cancel_requested())
+        return ECANCELED;
+    if (lowest_done(fs, 1, index))
+        return 0;
+    return rc ? rc : ETIMEDOUT;
+}
+
 #define ANY_STACK_NODES 8
 
 int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *index)
@@ -388,6 +460,10 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
         return ECANCELED;
     if (lowest_done(fs, n, index))
         return 0;
+    if (n == 1)
+        return wait_any_one(fs, deadline, index);
+    if (deadline != 0 && closes_cycles(fs, n))
+        return EDEADLK;
     struct async_waiter w;
     if ((rc = async__waiter_prepare(&w, deadline)) != 0)
         return rc;

@@ -30,6 +30,7 @@
  *   dump.c     the list of live pools, async_dump, the signal dump, the
  *              watchdog (reads fibers, threads and pools; stops nothing)
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
+ *   cycle.c    wait cycles: the links of waiting tasks, the EDEADLK walk
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   deadline.c callbacks at deadlines, served by one thread (scopes' deadlines)
  *   scope.c    scopes: task groups, cancellation trees
@@ -38,6 +39,9 @@
  *              future_cancel of a running task that opened scopes)
  *   promise.c  promises
  *   chan.c, select.c   channels and select
+ *   checks.c   misuse caught: the abort message, the checked build's
+ *              quarantine (called from every layer: it calls only alloc.c
+ *              and the short lock)
  *
  * Lock order (the only nestings there are; every other lock is a leaf):
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
@@ -45,8 +49,10 @@
  *   f->lock (a record's) > nothing
  *   scope->lock > a scope-table bucket lock (scope.c) > nothing
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock, dl_lock (deadline.c): leaves
+ *   registry_lock (park.c), inj_lock, dl_lock (deadline.c), q_lock
+ *   (checks.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c)
+ *   default_lock > live_lock (pool.c)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -129,6 +135,20 @@ _Noreturn void async__abort(const char *file, int line, const char *what);
     } while (0)
 #else
 #  define ASYNC_ASSERT(pred) ((void)sizeof(!(pred)))
+#endif
+
+/* Misuse of the API caught (checks.c): print "libasync: call(obj): what"
+ * and abort. */
+_Noreturn void async__misuse(const char *call, const char *what, const void *obj);
+/* Magic words of the checked build (and of the few checks release builds
+ * keep): an object's word while it lives, ASYNC_MAGIC_FREED once freed. */
+#define ASYNC_MAGIC_FUTURE 0x46555455u   /* "FUTU": a record (task or promise) */
+#define ASYNC_MAGIC_CHAN   0x4348414eu   /* "CHAN" */
+#define ASYNC_MAGIC_POOL   0x504f4f4cu   /* "POOL" */
+#define ASYNC_MAGIC_FREED  0xdeadf5eeu
+#if ASYNC_CHECKS
+/* Keep a freed object poisoned for a while, then release(obj) it. */
+void async__quarantine(void *obj, void (*release)(void *obj));
 #endif
 
 void *async__malloc(size_t n);              /* NULL on failure (errno ENOMEM) */
@@ -695,11 +715,30 @@ struct future {
     struct async_wnode *_Atomic waiters; /* linked under lock; read lock-free
                                      by the completer's emptiness check */
     struct future   *awaiting;    /* task this one waits on; guarded by lock */
+#if ASYNC_CHECKS
+    /* the checked build's (checks.c): set by record_init, poisoned when the
+     * record is freed; 88 bytes then */
+    uint32_t         magic;       /* ASYNC_MAGIC_FUTURE, or _FREED */
+    uint32_t         gen;         /* incarnations of this memory as a record */
+    _Atomic uint32_t handles;     /* future handles its user holds */
+    _Atomic uint32_t phold;       /* a promise: 1 until promise_free */
+#endif
     /* async_submit's copy of the argument follows, at ASYNC_ARG_OFFSET (no
      * flexible array member: its alignment would pad every record to 80) */
 };
 #define ASYNC_ARG_OFFSET \
     ((sizeof(struct future) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
+
+/* The checked build's test of a future handle at the top of a public call. */
+#if ASYNC_CHECKS
+#  define ASYNC_CHECK_FUTURE(f, call)                                        \
+    do {                                                                     \
+        if (ASYNC_UNLIKELY((f)->magic != ASYNC_MAGIC_FUTURE))                \
+            async__misuse(call, "future used after it was freed", (f));      \
+    } while (0)
+#else
+#  define ASYNC_CHECK_FUTURE(f, call) ((void)0)
+#endif
 
 /* The frame of one task run, on the runner's stack. */
 struct async_frame {
@@ -759,6 +798,22 @@ static inline bool async__cancel_requested(void)
 
 /* Write one line through the pool's log hook (NULL pool or hook: stderr). */
 void async__pool_log(struct async_pool *pool, const char *line);
+/* Write one line about a task of pool, which may have been destroyed
+ * already: "DESCRIBE: what" through its hook if it is alive, else to stderr
+ * naming the pool "(destroyed)" (pool.c sets it when it creates its first
+ * pool; it never touches a freed pool). */
+extern void (*_Atomic async__live_log_hook)(struct async_pool *pool, uintptr_t task,
+                                           uintptr_t fn, const char *what);
+
+/* The outcome of f was read (future_get, future_error, select, future_then):
+ * a failure of f is then not reported as unread when f goes. */
+static inline void async__future_mark_read(struct future *f)
+{
+    /* relaxed: the reader's handle drop (acq_rel on refs) publishes it to
+     * whoever drops the last reference and checks it */
+    if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_READ))
+        atomic_fetch_or_explicit(&f->flags, ASYNC_RF_READ, memory_order_relaxed);
+}
 
 /* A new record for fn(arg), arg_size bytes copied when > 0, refs = 2 (the
  * handle and the queue). NULL with errno ENOMEM. */
@@ -936,6 +991,19 @@ struct async_deadline {
 int  async__deadline_add(struct async_deadline *d);
 /* Take d out if it is still queued: true when it was (it will not fire). */
 bool async__deadline_del(struct async_deadline *d);
+
+/* ------------------------------------------------------------ cycle.c */
+
+/* The calling task is about to wait for f: publish that (and that the tasks
+ * running it inline on its fiber wait for it), then look for the caller on
+ * f's chain of waits. 0, or EDEADLK (nothing left published). Outside a task:
+ * 0, nothing published. */
+int  async__cycle_enter(struct future *f);
+/* The wait published by async__cycle_enter has returned. */
+void async__cycle_leave(void);
+/* Does f's chain of waits lead back to a task on the caller's fiber?
+ * Publishes nothing. */
+bool async__cycle_closes(struct future *f);
 
 /* ---------------------------------------------------------- promise.c */
 

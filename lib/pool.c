@@ -111,9 +111,74 @@ static size_t config_stack(const async_pool_config_t *cfg)
     return s >= ASYNC_STACK_MIN && s <= ASYNC_STACK_MAX ? s : BAD_STACK;
 }
 
+/* ------------------------------------------------------ live pools */
+
+/* The pools created and not yet freed. A record may be dropped for good
+ * long after its pool was destroyed (a handle freed late), and its unread
+ * failure is still reported (task.c): through the pool's hook while the pool
+ * lives, else to stderr. A logger registers under live_lock before it calls
+ * the hook, and a pool leaves the list and waits for its loggers before it is
+ * freed. live_lock is a leaf (taken under default_lock by async_shutdown). */
+static pthread_mutex_t    live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct async_pool *live_head;   /* guarded by live_lock */
+
+static void live_log(struct async_pool *pool, uintptr_t task, uintptr_t fn, const char *what)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
+    struct async_pool *p = live_head;
+    while (p && p != pool)
+        p = p->live_next;
+    if (p)
+        p->live_loggers++;
+    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
+    if (!p) {
+        char line[768];
+        int n = async__describe_named(line, sizeof line, "(destroyed)", task, fn);
+        snprintf(line + n, sizeof line - (size_t)n, ": %s", what);
+        async__pool_log(NULL, line);
+        return;
+    }
+    async__log_task(p, task, fn, "%s", what);
+    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
+    p->live_loggers--;
+    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
+}
+
+static void live_add(struct async_pool *pool)
+{
+    atomic_store_explicit(&async__live_log_hook, live_log, memory_order_release);
+    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
+    pool->live_next = live_head;
+    live_head = pool;
+    pool->live = true;
+    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
+}
+
+/* Unlink pool (if it was linked) and wait until no logger uses it. */
+static void live_remove(struct async_pool *pool)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
+    if (pool->live) {
+        struct async_pool **pp = &live_head;
+        while (*pp != pool)
+            pp = &(*pp)->live_next;
+        *pp = pool->live_next;
+        pool->live = false;
+    }
+    while (pool->live_loggers) {   /* a hook call or two: brief */
+        ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
+        sched_yield();
+        ASYNC_CHECK(pthread_mutex_lock(&live_lock));
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
+}
+
+/* ------------------------------------------------------ create, free */
+
 static void pool_free(struct async_pool *pool)
 {
     async__dump_pool_remove(pool);   /* stops its watchdog; the dump lets go */
+    live_remove(pool);
     unsigned n = atomic_load(&pool->nslots);
     for (unsigned s = 0; s < n; s++) {
         struct async_worker *w = pool->slots[s];
@@ -127,7 +192,12 @@ static void pool_free(struct async_pool *pool)
     async__timers_fini(pool);
     pthread_mutex_destroy(&pool->lock);
     pthread_mutex_destroy(&pool->idle_lock);
+    pool->magic = ASYNC_MAGIC_FREED;
+#if ASYNC_CHECKS
+    async__quarantine(pool, async__free);
+#else
     async__free(pool);
+#endif
 }
 
 static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned threads,
@@ -156,6 +226,7 @@ static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned th
     ASYNC_CHECK(pthread_mutex_init(&pool->idle_lock, NULL));
     atomic_init(&pool->timer_next, INT64_MAX);
     atomic_init(&pool->h.phase, PH_RUNNING);
+    pool->magic = ASYNC_MAGIC_POOL;
     return pool;
 }
 
@@ -187,6 +258,7 @@ async_pool_t *async_pool_create(const async_pool_config_t *cfg)
     }
     atomic_store(&pool->threads, started);   /* runs with the workers it got */
     async__dump_pool_add(pool);
+    live_add(pool);
     return pool;
 }
 
@@ -306,6 +378,8 @@ static int pool_stop(struct async_pool *pool, async_shutdown_t how)
 
 int async_pool_destroy(async_pool_t *pool, async_shutdown_t how)
 {
+    if (pool)
+        async__pool_check(pool, "async_pool_destroy");
     int rc = pool_stop(pool, how);
     if (rc == 0)
         pool_free(pool);
@@ -363,6 +437,10 @@ int async_shutdown(async_shutdown_t how)
 
 struct async_pool *async__pool_resolve(struct async_pool *pool)
 {
+#if ASYNC_CHECKS
+    if (pool)
+        async__pool_check(pool, "async_submit");
+#endif
     return pool ? pool : async_default_pool();
 }
 
@@ -372,6 +450,7 @@ int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out)
         return EINVAL;
     if (!pool && !(pool = async_default_pool()))
         return errno;
+    async__pool_check(pool, "async_pool_stats");
     uint64_t c[ASYNC_NCOUNTERS];
     async__sum_counters(pool, c);
     out->parked = async__pool_parked(pool);

@@ -21,6 +21,20 @@ static inline struct future *rec(promise_t *p)
     return (struct future *)(void *)p;
 }
 
+/* The checked build's test of a promise handle (checks.c). */
+static inline void check(promise_t *p, const char *call)
+{
+#if ASYNC_CHECKS
+    struct future *f = (struct future *)(void *)p;
+    if (f->magic != ASYNC_MAGIC_FUTURE || f->kind != ASYNC_KIND_PROMISE ||
+        !atomic_load_explicit(&f->phold, memory_order_relaxed))
+        async__misuse(call, "promise used after promise_free", p);
+#else
+    (void)p;
+    (void)call;
+#endif
+}
+
 static bool begin_completion(struct future *f)
 {
     uint32_t s = ASYNC_S_PENDING;
@@ -36,6 +50,10 @@ promise_t *promise_make(void)
         return NULL;
     }
     atomic_store_explicit(&f->refs, 1, memory_order_relaxed);
+#if ASYNC_CHECKS
+    atomic_store_explicit(&f->handles, 0, memory_order_relaxed);
+    atomic_store_explicit(&f->phold, 1, memory_order_relaxed);
+#endif
     return (promise_t *)(void *)f;
 }
 
@@ -45,6 +63,10 @@ future_t *promise_future(promise_t *p)
         errno = EINVAL;
         return NULL;
     }
+    check(p, "promise_future");
+#if ASYNC_CHECKS
+    atomic_fetch_add_explicit(&rec(p)->handles, 1, memory_order_relaxed);
+#endif
     async__record_retain(rec(p));
     return rec(p);
 }
@@ -53,6 +75,7 @@ int promise_complete(promise_t *p, void *value)
 {
     if (!p)
         return EINVAL;
+    check(p, "promise_complete");
     if (!begin_completion(rec(p)))
         return EALREADY;
     async__future_complete(rec(p), ASYNC_S_SUCCEEDED, 0, value);
@@ -63,6 +86,7 @@ int promise_fail(promise_t *p, int err, const char *fmt, ...)
 {
     if (!p)
         return EINVAL;
+    check(p, "promise_fail");
     if (!begin_completion(rec(p)))
         return EALREADY;
     bool oom;
@@ -78,6 +102,11 @@ void promise_free(promise_t *p)
 {
     if (!p)
         return;
+#if ASYNC_CHECKS
+    if (rec(p)->magic != ASYNC_MAGIC_FUTURE || rec(p)->kind != ASYNC_KIND_PROMISE ||
+        !atomic_exchange_explicit(&rec(p)->phold, 0, memory_order_relaxed))
+        async__misuse("promise_free", "promise freed twice", p);
+#endif
     if (begin_completion(rec(p)))
         async__future_complete(rec(p), ASYNC_S_FAILED, EPIPE, async__broken_promise);
     async__record_release(rec(p));

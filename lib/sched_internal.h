@@ -96,6 +96,13 @@ struct async_pool {
     pthread_t            wd_thread;
     struct async_parker *wd_parker;          /* NULL: no watchdog thread */
     _Atomic bool         wd_stop;
+    /* the live pools (pool.c), for lines about records that outlive a pool */
+    struct async_pool   *live_next;          /* guarded by live_lock */
+    unsigned             live_loggers;       /* guarded by live_lock */
+    bool                 live;               /* guarded by live_lock */
+    uint32_t             magic;              /* ASYNC_MAGIC_POOL; _FREED once
+                                                freed (checks.c); far from
+                                                the start, which free() reuses */
 };
 
 /* dump.c, for pool.c: a new pool joins the list the dump walks, and its
@@ -107,6 +114,13 @@ void    async__dump_pool_remove(struct async_pool *pool);
 
 _Static_assert(offsetof(struct async_pool, h) == 0,
                "the layers below read the pool's head at offset 0");
+
+/* A destroyed pool handed to call: abort (checks.c). */
+static inline void async__pool_check(const struct async_pool *pool, const char *call)
+{
+    if (ASYNC_UNLIKELY(pool->magic != ASYNC_MAGIC_POOL))
+        async__misuse(call, "pool used after it was destroyed", pool);
+}
 
 /* sched.c, for block.c and timer.c */
 void    async__signal_work(struct async_pool *pool);

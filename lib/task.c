@@ -39,11 +39,20 @@
  *   refs == number of handles + (1 while the record is in a queue).
  *
  * Memory order: refs drop with acq_rel (the last dropper sees every write of
- * the others); the runner's writes to the outcome happen before the final
- * state store in future.c.
+ * the others, the READ flag of a reader included); the runner's writes to
+ * the outcome happen before the final state store in future.c.
+ *
+ * Unread failures: the last drop of a FAILED record whose ASYNC_RF_READ bit
+ * is clear logs one line (log_unread): through the pool's hook while the
+ * pool lives (pool.c's live list, reached through async__live_log_hook),
+ * else, and for promises, to stderr. Nothing of the record grows for it.
+ *
+ * The checked build poisons a record on its last drop and hands it to the
+ * quarantine (checks.c), which releases it to record_free later.
  */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,8 +186,12 @@ static struct future *record_alloc(size_t arg_size)
     }
     struct future *f = async__malloc(arg_size ? ASYNC_ARG_OFFSET + arg_size
                                               : sizeof(struct future));
-    if (f)
+    if (f) {
         f->size_class = arg_size == 0;
+#if ASYNC_CHECKS
+        f->gen = 0;
+#endif
+    }
     return f;
 }
 
@@ -198,6 +211,13 @@ static void record_free(struct future *f)
     async__free(f);
 }
 
+#if ASYNC_CHECKS
+static void record_free_any(void *f)
+{
+    record_free(f);
+}
+#endif
+
 static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
 {
     atomic_init(&f->next, NULL);
@@ -214,6 +234,12 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
     f->pool = pool;
     atomic_init(&f->waiters, NULL);
     f->awaiting = NULL;
+#if ASYNC_CHECKS
+    f->magic = ASYNC_MAGIC_FUTURE;
+    f->gen++;
+    atomic_init(&f->handles, 1);   /* the submitter's; promise_make says 0 */
+    atomic_init(&f->phold, 0);
+#endif
 }
 
 struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
@@ -243,6 +269,37 @@ struct future *async__promise_new(void)
     return f;
 }
 
+void (*_Atomic async__live_log_hook)(struct async_pool *pool, uintptr_t task, uintptr_t fn,
+                                    const char *what);
+
+/* A FAILED record nobody read goes: say so, as Python's "Task exception was
+ * never retrieved". The last reference may be dropped long after its pool
+ * was destroyed (a handle freed late), so the line goes through the pool's
+ * hook only if the pool is still alive (pool.c keeps the live ones). */
+static void log_unread(struct future *f)
+{
+    char what[512];
+    snprintf(what, sizeof what, "failed and its outcome was never read: %s (error %d)",
+             f->io.msg, f->err);
+    if (f->kind == ASYNC_KIND_PROMISE) {
+        char line[600];
+        snprintf(line, sizeof line, "promise 0x%" PRIxPTR " %s", (uintptr_t)f, what);
+        async__pool_log(NULL, line);
+        return;
+    }
+    void (*live)(struct async_pool *, uintptr_t, uintptr_t, const char *) =
+        atomic_load_explicit(&async__live_log_hook, memory_order_acquire);
+    if (live) {
+        live(f->pool, (uintptr_t)f, (uintptr_t)f->fn, what);
+    } else {
+        char line[768];
+        int n = async__describe_named(line, sizeof line, "(destroyed)", (uintptr_t)f,
+                                      (uintptr_t)f->fn);
+        snprintf(line + n, sizeof line - (size_t)n, ": %s", what);
+        async__pool_log(NULL, line);
+    }
+}
+
 void async__record_release(struct future *f)
 {
     /* A sole owner needs no atomic read-modify-write: nobody else holds a
@@ -250,10 +307,18 @@ void async__record_release(struct future *f)
     if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
         atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
         return;
-    if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED &&
-        !async__msg_is_static(f->io.msg))
-        async__free(f->io.msg);
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED) {
+        if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_READ))
+            log_unread(f);
+        if (!async__msg_is_static(f->io.msg))
+            async__free(f->io.msg);
+    }
+#if ASYNC_CHECKS
+    f->magic = ASYNC_MAGIC_FREED;   /* checks.c: poisoned until reused */
+    async__quarantine(f, record_free_any);
+#else
     record_free(f);
+#endif
 }
 
 /* --------------------------------------------------------------- run */

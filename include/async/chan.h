@@ -177,6 +177,10 @@ ASYNC_API size_t chan_cap(const chan_t *c);
  *   Ownership:     ends the caller's ownership. Buffered values are dropped:
  *                  they are bytes, so anything they point to stays the
  *                  caller's. NULL is a no-op.
+ *   Misuse:        freeing a channel that a task or thread is still blocked
+ *                  on aborts, in every build, with a message naming the call
+ *                  and the channel. The checked build (-Dchecks) also aborts
+ *                  on a second chan_free and on a channel call after it.
  */
 ASYNC_API void chan_free(chan_t *c);
 

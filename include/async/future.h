@@ -17,6 +17,24 @@
  * never blocks and never cancels. The task's memory is reclaimed when the
  * handle is freed and the task is done. The value a task returns is the
  * caller's to free.
+ *
+ * Wait cycles: a task that waits for a future whose task, directly or through
+ * a chain of waits (or of tasks run inline), waits for it, gets EDEADLK at
+ * once instead of hanging; a task waiting for its own future too. When
+ * several waits close one cycle at the same moment, at least one of them
+ * gets EDEADLK. A chain that does not close, however long, never does.
+ *
+ * Unread failures: a FAILED future whose outcome nobody read (future_get or
+ * future_get_until returning its code, future_error, a select on it,
+ * future_then) logs one line when its last handle is freed, through its
+ * pool's log hook (a promise's, or once the pool is destroyed: stderr),
+ * naming the pool, the task's id (the record's address), its function and
+ * the message — as Python's "Task exception was never retrieved".
+ *
+ * The checked build (-Dchecks; on in debug and sanitizer builds) aborts with
+ * a message naming the call and the future on future_free twice and on any
+ * call on a future whose record was freed (within a window of recent frees:
+ * freed records are kept poisoned for a while before they are reused).
  */
 #ifndef ASYNC_FUTURE_H
 #define ASYNC_FUTURE_H
@@ -106,9 +124,11 @@ ASYNC_API future_t *async_submit(async_pool_t *pool, async_fn fn, const void *ar
  *                  NULL); the failure code of a FAILED future (see
  *                  async_panic, promise_fail; EPIPE for a broken promise);
  *                  ECANCELED when the future was cancelled, or when the
- *                  calling task is cancelled while it waits; ENOMEM (this
- *                  thread's first wait found no memory for its parker);
- *                  EINVAL (f NULL).
+ *                  calling task is cancelled while it waits; EDEADLK (the
+ *                  calling task would wait for itself: f is its own future,
+ *                  or f's task waits, directly or through a chain, for the
+ *                  caller; returned at once); ENOMEM (this thread's first
+ *                  wait found no memory for its parker); EINVAL (f NULL).
  *                  *result is untouched unless 0 is returned.
  */
 ASYNC_API int future_get(future_t *f, void **result);
@@ -120,7 +140,8 @@ ASYNC_API int future_get(future_t *f, void **result);
  *                  ASYNC_FOREVER behaves exactly as future_get.
  *   Thread-safety: as future_get.
  *   Ownership:     as future_get.
- *   Returns:       as future_get, plus ETIMEDOUT (deadline passed), EAGAIN
+ *   Returns:       as future_get (EDEADLK included, at once, whatever the
+ *                  deadline but 0), plus ETIMEDOUT (deadline passed), EAGAIN
  *                  (deadline 0 and not done), EINVAL (deadline below -1).
  */
 ASYNC_API int future_get_until(future_t *f, void **result, int64_t deadline);
@@ -197,7 +218,9 @@ ASYNC_API int future_cancel(future_t *f);
  *                  reference of its own until its last touch.
  *   Ownership:     ends the caller's handle; the task's memory is reclaimed
  *                  once every handle is freed and the task is done. NULL is a
- *                  no-op.
+ *                  no-op. A FAILED future whose outcome nobody read logs one
+ *                  line as its last handle goes (see above). The checked
+ *                  build aborts on a second future_free of the same handle.
  */
 ASYNC_API void future_free(future_t *f);
 
@@ -212,7 +235,9 @@ ASYNC_API void future_free(future_t *f);
  *                  with future_get or future_state afterwards.
  *   Returns:       0 when all are done (n == 0 included); ETIMEDOUT; EAGAIN
  *                  (deadline 0, some not done); ECANCELED (the calling task
- *                  was cancelled); ENOMEM (this thread's first wait found no
+ *                  was cancelled); EDEADLK (waiting for one of them would
+ *                  close a wait cycle, as in future_get; the futures before
+ *                  it are done); ENOMEM (this thread's first wait found no
  *                  memory for its parker); EINVAL (fs NULL with n > 0, a NULL entry,
  *                  a deadline below -1).
  */
@@ -226,6 +251,11 @@ ASYNC_API int future_wait_all(future_t *const *fs, size_t n, int64_t deadline);
  *   Thread-safety: as future_get, for each future of fs.
  *   Ownership:     fs and the handles stay the caller's.
  *   Returns:       0; ETIMEDOUT; EAGAIN; ECANCELED (calling task cancelled);
+ *                  EDEADLK (every one of them would close a wait cycle, as
+ *                  in future_get: the calling task's own future, or one
+ *                  whose task waits for the caller; with several futures
+ *                  this wait is not itself published, so a cycle closed
+ *                  through it from the other side is not seen);
  *                  ENOMEM (more than a few futures, and no memory to wait on
  *                  them all); EINVAL (n == 0, fs NULL, a NULL entry, a deadline
  *                  below -1).

@@ -132,6 +132,11 @@ ASYNC_API async_pool_t *async_pool_create(const async_pool_config_t *config);
  *   Thread-safety: once per pool; not from one of the pool's own tasks.
  *   Returns:       0; EINVAL (NULL pool, or an invalid how); EDEADLK when
  *                  called from one of the pool's own tasks (nothing happens).
+ *                  A pool already destroyed is misuse: this call and
+ *                  async_pool_stats abort with a message naming the call and
+ *                  the pool (best effort in release builds, where the memory
+ *                  is gone; always in the checked build, -Dchecks, which also
+ *                  catches a submission to it).
  */
 ASYNC_API int async_pool_destroy(async_pool_t *pool, async_shutdown_t how);
 

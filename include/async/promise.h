@@ -88,7 +88,12 @@ ASYNC_API int promise_fail(promise_t *p, int err, const char *fmt, ...) ASYNC_PR
  *                  shared record alive.
  *   Ownership:     ends the caller's ownership of the promise; the record is
  *                  reclaimed once every future handle is freed too. NULL is a
- *                  no-op.
+ *                  no-op. A failure (a broken promise included) that no one
+ *                  read (future_get, future_error, ...) is reported on stderr
+ *                  once the last handle is gone (see async/future.h). The
+ *                  checked build (-Dchecks) aborts, naming the call and the
+ *                  promise, on a second promise_free and on any promise call
+ *                  after it.
  */
 ASYNC_API void promise_free(promise_t *p);
 

@@ -135,7 +135,7 @@ struct producer {
 /* What a pool's tasks did: compared with its counters. */
 struct acct {
     atomic_ulong submitted, ran, panicked;
-    atomic_uint  log_panics, log_saturated, log_other;
+    atomic_uint  log_panics, log_saturated, log_unread, log_other;
 };
 
 static struct epoch {
@@ -159,6 +159,8 @@ static void log_hook(void *ctx, const char *line)
         atomic_fetch_add(&a->log_panics, 1);
     else if (strstr(line, ": saturated: "))
         atomic_fetch_add(&a->log_saturated, 1);
+    else if (strstr(line, "outcome was never read"))   /* a failure freed unread */
+        atomic_fetch_add(&a->log_unread, 1);
     else
         atomic_fetch_add(&a->log_other, 1);
 }
@@ -846,6 +848,7 @@ static void churn_round(struct churn *ch)
     check(cancel ? ran <= sub : ran == sub, "churn (%s): %lu ran of %lu submitted",
           cancel ? "cancel" : "drain", ran, sub);
     check(atomic_load(&a.log_panics) == atomic_load(&a.panicked) &&
+              atomic_load(&a.log_unread) <= atomic_load(&a.panicked) &&
               atomic_load(&a.log_other) == 0,
           "churn: %u panic lines for %lu panics", atomic_load(&a.log_panics),
           atomic_load(&a.panicked));
@@ -999,6 +1002,9 @@ static void epoch_end(struct rng *g, unsigned long index, struct receiver *r)
     check(atomic_load(&E.acct.ran) <= atomic_load(&E.acct.submitted), "more ran than submitted");
     check(atomic_load(&E.acct.log_panics) == atomic_load(&E.acct.panicked),
           "panic lines %u, panics %lu", atomic_load(&E.acct.log_panics),
+          atomic_load(&E.acct.panicked));
+    check(atomic_load(&E.acct.log_unread) <= atomic_load(&E.acct.panicked),
+          "%u unread-failure lines for %lu panics", atomic_load(&E.acct.log_unread),
           atomic_load(&E.acct.panicked));
     check(atomic_load(&E.acct.log_other) == 0, "unexpected log lines");
     check_messages();
