@@ -73,6 +73,16 @@ static void unlink_waiter(struct future *f, struct async_wnode *n)
     n->linked = false;
 }
 
+void async__future_link(struct future *f, struct async_wnode *n)
+{
+    link_waiter(f, n);
+}
+
+void async__future_unlink(struct future *f, struct async_wnode *n)
+{
+    unlink_waiter(f, n);
+}
+
 /* Park until f is done or the deadline. 0, ETIMEDOUT, EAGAIN, ECANCELED,
  * ENOMEM (no parker for this thread). */
 static int wait_done(struct future *f, int64_t deadline)
@@ -241,6 +251,12 @@ static int outcome(const struct future *f, uint32_t s, void **result)
     default:
         return ECANCELED;
     }
+}
+
+int async__future_outcome(const struct future *f, void **result)
+{
+    return outcome(f, atomic_load_explicit(&((struct future *)f)->state,
+                                           memory_order_acquire), result);
 }
 
 int future_get_until(future_t *f, void **result, int64_t deadline)

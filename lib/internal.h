@@ -28,12 +28,17 @@
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   future.c   waiting for futures (inline run, helping), wait_all/any
  *   promise.c  promises
- *   chan.c, select.c   channels and select
+ *   chan.c, select.c   channels and select (select also waits on futures)
+ *   compose.c  async_after (a future completed by a pool's timer) and
+ *              future_then (a task submitted when a future completes)
  *
  * Lock order (the only nestings there are; every other lock is a leaf):
  *   default_lock (pool.c) > pool->lock > pool->idle_lock
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
+ *   a->lock (compose.c, an async_after timer's) > timer_lock: cancelling
+ *              a timer takes it out of its pool's heap while holding its own
+ *              lock, so the pool cannot be freed meanwhile (compose.c)
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
  *   registry_lock (park.c), inj_lock: leaves
  * No internal lock is held while user code (a task, a deferred function, the
@@ -320,6 +325,14 @@ static inline struct async_parker *async__parker_self(void)
  * target through this registry. Ids are never reused; 0 is "none".
  */
 #define ASYNC_TARGET_FIBER ((uintptr_t)1)
+/* A third kind of target, never registered: a callback (struct async_call,
+ * low bits 10). Waking it calls fn, on the waker's thread, with no lock held
+ * (the future's completer and the timer heap call it after unlocking). Its
+ * owner keeps it alive until the call has returned (compose.c). */
+#define ASYNC_TARGET_CALL ((uintptr_t)2)
+struct async_call {
+    void (*fn)(struct async_call *self);
+};
 uint32_t  async__target_register(uintptr_t target);   /* 0 when out of memory */
 uintptr_t async__target_lookup(uint32_t id);          /* 0 for 0 */
 /* Every registered target, for a cancelling shutdown that must reach every
@@ -486,7 +499,10 @@ enum {
 };
 #define ASYNC_S_DONE(s) ((s) >= ASYNC_S_SUCCEEDED && (s) <= ASYNC_S_CANCELLED)
 
-enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
+/* ASYNC_KIND_THEN: a task (future_then) that may run only once another
+ * future is done: never claimed by a waiter's inline run, so nothing runs
+ * it before compose.c has queued it. Otherwise a task like any other. */
+enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1, ASYNC_KIND_THEN = 2 };
 
 /* Bits of a record's `flags` (set with atomic fetch_or, never cleared while
  * the record lives; zero when the record is made). */
@@ -747,6 +763,15 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
+
+/* Publish n (n->w, n->index set) on f's waiter list / take it off; under
+ * f->lock. After linking, read f's state (seq_cst): the completer stores the
+ * state and then reads the list, so one of the two sees the other. */
+void async__future_link(struct future *f, struct async_wnode *n);
+void async__future_unlink(struct future *f, struct async_wnode *n);
+/* What future_get returns for a done future (value into *result, may be
+ * NULL); reads the state with acquire. */
+int async__future_outcome(const struct future *f, void **result);
 
 /* ---------------------------------------------------------- promise.c */
 

@@ -113,6 +113,10 @@ static size_t config_stack(const async_pool_config_t *cfg)
 
 static void pool_free(struct async_pool *pool)
 {
+    /* Timers that stand for futures (async_after) and have not fired: their
+     * futures are cancelled now (compose.c). Their callbacks may complete
+     * futures and so queue continuations on other pools: no lock is held. */
+    async__timers_drain(pool);
     unsigned n = atomic_load(&pool->nslots);
     for (unsigned s = 0; s < n; s++) {
         struct async_worker *w = pool->slots[s];
@@ -351,11 +355,14 @@ int async_shutdown(async_shutdown_t how)
     /* Keep the pointer published while draining, so the pool's own tasks
      * that call async_run still reach it; outside submitters are refused. */
     int rc = p ? pool_stop(p, how) : 0;
-    if (p && rc == 0) {
+    if (p && rc == 0)
         atomic_store(&default_pool, NULL);
-        pool_free(p);
-    }
     ASYNC_CHECK(pthread_mutex_unlock(&default_lock));
+    /* Unpublished and stopped: freed without the lock, since its leftover
+     * timers complete futures whose continuations may reach the (next)
+     * default pool. */
+    if (p && rc == 0)
+        pool_free(p);
     return rc;
 }
 

@@ -1059,6 +1059,22 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     return 0;
 }
 
+int async__pool_timer_add(struct async_pool *pool, struct async_timer *t)
+{
+    /* Bracketed like an outside submission: once the destroyer has changed
+     * the phase and seen ext_touching == 0, no timer enters the heap, and
+     * the drain in pool_free finds every one that did. */
+    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
+    int rc = ECANCELED;
+    bool earliest = false;
+    if (accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst)))
+        rc = async__timer_add(pool, t, &earliest);
+    if (earliest)
+        async__kick_idle(pool);   /* it may sleep past the new deadline */
+    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
+    return rc;
+}
+
 bool async__pool_pop_local(struct future *f)
 {
     struct async_worker *w = async__tls_get()->worker;

@@ -362,9 +362,13 @@ char *async__format(const char *fmt, va_list ap, bool *oom)
     return s;
 }
 
+/* Fire every waiter of f. Callback targets (compose.c) run after the lock
+ * is released: a fired callback's wnode is its owner's until the call, so
+ * it is chained through its own `next` meanwhile. */
 static void wake_all(struct future *f)
 {
     struct async_wakeset ws = { 0 };
+    struct async_wnode *calls = NULL;
     async__lock(&f->lock);
     struct async_wnode *n = atomic_load_explicit(&f->waiters, memory_order_relaxed);
     atomic_store_explicit(&f->waiters, NULL, memory_order_relaxed);
@@ -372,12 +376,23 @@ static void wake_all(struct future *f)
         struct async_wnode *next = n->next;
         uintptr_t t = n->w->target;
         n->linked = false;
-        if (async__waiter_fire(n->w, n->index + 1))
-            async__wakeset_add(&ws, t);
+        if (async__waiter_fire(n->w, n->index + 1)) {
+            if (t & ASYNC_TARGET_CALL) {
+                n->next = calls;
+                calls = n;
+            } else {
+                async__wakeset_add(&ws, t);
+            }
+        }
         n = next;   /* n may be gone once fired: read next first */
     }
     async__unlock(&f->lock);
     async__wakeset_flush(&ws);
+    while (calls) {
+        struct async_wnode *next = calls->next;
+        async__wake(calls->w->target);   /* may free calls */
+        calls = next;
+    }
 }
 
 static void after_final_store(struct future *f)
