@@ -833,3 +833,50 @@ Test(then, of_a_cancelled_queued_task_runs_on_the_default_pool)
     future_free(blocker);
     async_pool_destroy(pool, ASYNC_DRAIN);
 }
+
+/* ------------------------------------------------------- out of memory */
+
+Test(compose, every_allocation_failure_is_enomem_and_leaks_nothing)
+{
+    async_pool_t *dp = async_default_pool();   /* made before the failures */
+    promise_t *p = promise_make();
+    future_t *f = promise_future(p);
+    size_t timers = heap_timers(dp);
+    unsigned then_failed = 0, after_failed = 0;
+    /* The nth allocation fails, for n = 1, 2, ... until the call succeeds. */
+    for (long nth = 1; nth < 16; nth++) {
+        async__test_fail_alloc(nth);
+        errno = 0;
+        future_t *g = future_then(f, probe, NULL);
+        int e = errno;
+        async__test_fail_alloc(0);
+        if (!g) {
+            cr_assert_eq(e, ENOMEM, "future_then: errno %d", e);
+            then_failed++;
+            continue;
+        }
+        cr_assert_eq(future_cancel(g), 0);
+        future_free(g);
+        break;
+    }
+    for (long nth = 1; nth < 16; nth++) {
+        async__test_fail_alloc(nth);
+        errno = 0;
+        future_t *g = async_after(async_now() + 3600 * ASYNC_SECOND);
+        int e = errno;
+        async__test_fail_alloc(0);
+        if (!g) {
+            cr_assert_eq(e, ENOMEM, "async_after: errno %d", e);
+            cr_assert_eq(heap_timers(dp), timers, "a failed async_after left a timer");
+            after_failed++;
+            continue;
+        }
+        cr_assert_eq(future_cancel(g), 0);
+        future_free(g);
+        break;
+    }
+    cr_assert_geq(then_failed, 1);
+    cr_assert_geq(after_failed, 2, "the record and the timer are two allocations");
+    future_free(f);
+    promise_free(p);
+}
