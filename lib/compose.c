@@ -31,9 +31,12 @@
  * (taking a->lock to clear `attached`) before it frees the pool. Lock order:
  * a->lock > timer_lock (internal.h). A timer enters a heap only on the terms
  * of a submission (async__pool_timer_add), so none slips in after the drain.
- * future_free of an unfired timer's last handle leaves the timer to fire
- * (or its pool to be destroyed): then its memory goes, as a detached task's
- * does; future_cancel releases it at once.
+ * future_free of an unfired timer's last handle cancels it (task.c calls
+ * after_orphaned when a release leaves only the timer's reference on a
+ * pending record: nobody could read it any more), so its heap slot and
+ * memory go at once, as with future_cancel. Two last handles released at
+ * the very same moment may both miss that; the timer then runs out as a
+ * detached task does, and its memory goes when it fires.
  * Which pool: the calling task's when called in a task, else the default
  * pool. Its workers run due timers between tasks and sleep no longer than
  * the earliest one when idle (timer.c): no thread per timer.
@@ -129,6 +132,12 @@ static struct async_pool *timer_pool(void)
     return cur && cur->pool ? cur->pool : async__pool_resolve(NULL);
 }
 
+/* The last handle of a pending timer went (task.c, ASYNC_RF_TIMER). */
+static void after_orphaned(struct future *rec)
+{
+    async__promise_cancel(rec);   /* C takes the timer out and frees it all */
+}
+
 static int after_arm(struct future *rec, int64_t deadline)
 {
     struct async_pool *pool = timer_pool();
@@ -151,6 +160,8 @@ static int after_arm(struct future *rec, int64_t deadline)
     async__lock(&rec->lock);
     async__future_link(rec, &a->node);   /* nothing completes rec before T or C */
     async__unlock(&rec->lock);
+    atomic_store_explicit(&async__orphan_hook, after_orphaned, memory_order_release);
+    atomic_fetch_or_explicit(&rec->flags, ASYNC_RF_TIMER, memory_order_relaxed);
     int rc = async__pool_timer_add(pool, &a->tm);
     if (rc) {
         async__lock(&rec->lock);

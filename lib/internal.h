@@ -509,6 +509,10 @@ enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1, ASYNC_KIND_THEN = 2 };
 enum {
     ASYNC_RF_READ  = 1u << 0,   /* the outcome was read (unread failures) */
     ASYNC_RF_SCOPE = 1u << 1,   /* the task belongs to a scope, or opened one */
+    ASYNC_RF_TIMER = 1u << 7,   /* an async_after's record (compose.c): when a
+                                   handle is released leaving only the timer's
+                                   reference on a pending record, the release
+                                   calls async__orphan_hook, which cancels it */
 };
 
 /*
@@ -625,6 +629,8 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
 struct future *async__promise_new(void);
 /* Drop one reference; frees the record (and its message) on the last. */
 void async__record_release(struct future *f);
+/* Set by compose.c: cancels an async_after nobody holds (ASYNC_RF_TIMER). */
+extern void (*_Atomic async__orphan_hook)(struct future *f);
 static inline void async__record_retain(struct future *f)
 {
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);

@@ -243,8 +243,25 @@ struct future *async__promise_new(void)
     return f;
 }
 
+void (*_Atomic async__orphan_hook)(struct future *f);
+
+/* An async_after's record about to lose a handle: if the one reference left
+ * would be its timer's (2 now) and it is pending, nobody could ever read it,
+ * so the timer is cancelled now rather than at its deadline; our reference
+ * pins the record meanwhile. Two handles released at once may both miss
+ * it: the timer then runs out, as a detached task does. */
+static void release_timer(struct future *f)
+{
+    if (atomic_load_explicit(&f->refs, memory_order_acquire) == 2 &&
+        atomic_load_explicit(&f->state, memory_order_acquire) == ASYNC_S_PENDING)
+        atomic_load_explicit(&async__orphan_hook, memory_order_acquire)(f);
+}
+
 void async__record_release(struct future *f)
 {
+    if (ASYNC_UNLIKELY(atomic_load_explicit(&f->flags, memory_order_relaxed) &
+                       ASYNC_RF_TIMER))
+        release_timer(f);
     /* A sole owner needs no atomic read-modify-write: nobody else holds a
      * handle that could take another reference. */
     if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&

@@ -249,9 +249,8 @@ ASYNC_API int future_wait_any(future_t *const *fs, size_t n, int64_t deadline,
  *   Thread-safety: any thread, pool tasks included.
  *   Ownership:     the handle is the caller's, ended with future_free.
  *                  future_cancel stops a pending timer (CANCELLED) and
- *                  releases its memory at once. future_free of an unfired
- *                  timer's last handle lets it run out detached, like a
- *                  task's: its memory goes when it fires.
+ *                  releases its memory at once; so does future_free of an
+ *                  unfired timer's last handle (nobody could read it).
  *   Returns:       the future, or NULL with errno: EINVAL (deadline below
  *                  -1), ENOMEM, ECANCELED (the serving pool is shutting down
  *                  and does not accept the caller), or why the default pool
