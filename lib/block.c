@@ -30,6 +30,10 @@
  * stops burning its core. A worker that parks its thread tells the pool
  * (async__block_enter), which may start a replacement.
  *
+ * A worker whose thread parks in either path still runs its pool's due
+ * timers and parks no longer than the earliest: a timer may stand for a
+ * future (async_after), and in thread mode every worker may be blocked.
+ *
  * Neither path runs other tasks (future.c does that, before it waits).
  * async__wait_uncancellable is the same loop deaf to cancellation, for the
  * one wait that must outlast it (a scope's close waits for its tasks even
@@ -56,6 +60,20 @@ static unsigned ncpu(void)
         atomic_store_explicit(&ncpu_cached, n, memory_order_relaxed);
     }
     return n;
+}
+
+/* A worker that parks its thread still serves its pool's timers (a timer
+ * may stand for a future, compose.c, and every worker may be blocked): it
+ * runs what is due and parks no longer than the earliest. A new earliest
+ * timer unparks it (sched.c, async__pool_timer_add). */
+static int64_t serve_timers(int64_t until)
+{
+    struct async_worker *w = async__tls_get()->worker;
+    if (!w)
+        return until;
+    async__timers_run(w->pool);
+    int64_t t = async__timers_next(w->pool);
+    return t != ASYNC_FOREVER && (until == ASYNC_FOREVER || t < until) ? t : until;
 }
 
 /* ------------------------------------------------------- threads */
@@ -136,7 +154,7 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
         int64_t until = deadline, retry = async__block_retry();
         if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
             until = retry;
-        async__park(p, until);
+        async__park(p, serve_timers(until));
     }
     if (blocked)
         async__block_exit();
@@ -168,7 +186,7 @@ static void tblock(struct async_fiber *self, int64_t deadline, bool cancellable)
         int64_t until = deadline, retry = async__block_retry();
         if (retry != ASYNC_FOREVER && (until == ASYNC_FOREVER || retry < until))
             until = retry;
-        async__park(p, until);
+        async__park(p, serve_timers(until));
     }
     async__block_exit();
 }

@@ -80,6 +80,16 @@ static void unlink_waiter(struct future *f, struct async_wnode *n)
     n->linked = false;
 }
 
+void async__future_link(struct future *f, struct async_wnode *n)
+{
+    link_waiter(f, n);
+}
+
+void async__future_unlink(struct future *f, struct async_wnode *n)
+{
+    unlink_waiter(f, n);
+}
+
 /* Park until f is done or the deadline (or, when cancellable, the caller's
  * cancellation). 0, ETIMEDOUT, EAGAIN, ECANCELED, ENOMEM (no parker). */
 static int wait_done_ex(struct future *f, int64_t deadline, bool cancellable)
@@ -276,6 +286,11 @@ static int outcome(struct future *f, uint32_t s, void **result)
     default:
         return ECANCELED;
     }
+}
+
+int async__future_outcome(struct future *f, void **result)
+{
+    return outcome(f, atomic_load_explicit(&f->state, memory_order_acquire), result);
 }
 
 int future_get_until(future_t *f, void **result, int64_t deadline)

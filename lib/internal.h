@@ -38,7 +38,9 @@
  *              opens: task.c's on a scoped task's panic, future.c's on
  *              future_cancel of a running task that opened scopes)
  *   promise.c  promises
- *   chan.c, select.c   channels and select
+ *   chan.c, select.c   channels and select (select also waits on futures)
+ *   compose.c  async_after (a future completed by a pool's timer) and
+ *              future_then (a task submitted when a future completes)
  *   checks.c   misuse caught: the abort message, the checked build's
  *              quarantine (called from every layer: it calls only alloc.c
  *              and the short lock)
@@ -48,6 +50,9 @@
  *   channel locks, ascending address (select.c) > nothing
  *   f->lock (a record's) > nothing
  *   scope->lock > a scope-table bucket lock (scope.c) > nothing
+ *   a->lock (compose.c, an async_after timer's) > timer_lock: cancelling
+ *              a timer takes it out of its pool's heap while holding its own
+ *              lock, so the pool cannot be freed meanwhile (compose.c)
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
  *   registry_lock (park.c), inj_lock, dl_lock (deadline.c), q_lock
  *   (checks.c): leaves
@@ -443,6 +448,14 @@ static inline struct async_parker *async__parker_self(void)
  * target through this registry. Ids are never reused; 0 is "none".
  */
 #define ASYNC_TARGET_FIBER ((uintptr_t)1)
+/* A third kind of target, never registered: a callback (struct async_call,
+ * low bits 10). Waking it calls fn, on the waker's thread, with no lock held
+ * (the future's completer and the timer heap call it after unlocking). Its
+ * owner keeps it alive until the call has returned (compose.c). */
+#define ASYNC_TARGET_CALL ((uintptr_t)2)
+struct async_call {
+    void (*fn)(struct async_call *self);
+};
 uint32_t  async__target_register(uintptr_t target);   /* 0 when out of memory */
 uintptr_t async__target_lookup(uint32_t id);          /* 0 for 0 */
 /* Every registered target, for a cancelling shutdown that must reach every
@@ -664,13 +677,20 @@ enum {
 };
 #define ASYNC_S_DONE(s) ((s) >= ASYNC_S_SUCCEEDED && (s) <= ASYNC_S_CANCELLED)
 
-enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1 };
+/* ASYNC_KIND_THEN: a task (future_then) that may run only once another
+ * future is done: never claimed by a waiter's inline run, so nothing runs
+ * it before compose.c has queued it. Otherwise a task like any other. */
+enum { ASYNC_KIND_TASK = 0, ASYNC_KIND_PROMISE = 1, ASYNC_KIND_THEN = 2 };
 
 /* Bits of a record's `flags` (set with atomic fetch_or, never cleared while
  * the record lives; zero when the record is made). */
 enum {
     ASYNC_RF_READ  = 1u << 0,   /* the outcome was read (unread failures) */
     ASYNC_RF_SCOPE = 1u << 1,   /* the task belongs to a scope, or opened one */
+    ASYNC_RF_TIMER = 1u << 7,   /* an async_after's record (compose.c): when a
+                                   handle is released leaving only the timer's
+                                   reference on a pending record, the release
+                                   calls async__orphan_hook, which cancels it */
 };
 
 /*
@@ -822,6 +842,8 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
 struct future *async__promise_new(void);
 /* Drop one reference; frees the record (and its message) on the last. */
 void async__record_release(struct future *f);
+/* Set by compose.c: cancels an async_after nobody holds (ASYNC_RF_TIMER). */
+extern void (*_Atomic async__orphan_hook)(struct future *f);
 static inline void async__record_retain(struct future *f)
 {
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
@@ -1004,6 +1026,15 @@ void async__cycle_leave(void);
 /* Does f's chain of waits lead back to a task on the caller's fiber?
  * Publishes nothing. */
 bool async__cycle_closes(struct future *f);
+
+/* Publish n (n->w, n->index set) on f's waiter list / take it off; under
+ * f->lock. After linking, read f's state (seq_cst): the completer stores the
+ * state and then reads the list, so one of the two sees the other. */
+void async__future_link(struct future *f, struct async_wnode *n);
+void async__future_unlink(struct future *f, struct async_wnode *n);
+/* What future_get returns for a done future (value into *result, may be
+ * NULL); reads the state with acquire. */
+int async__future_outcome(struct future *f, void **result);
 
 /* ---------------------------------------------------------- promise.c */
 

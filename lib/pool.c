@@ -177,6 +177,10 @@ static void live_remove(struct async_pool *pool)
 
 static void pool_free(struct async_pool *pool)
 {
+    /* Timers that stand for futures (async_after) and have not fired: their
+     * futures are cancelled now (compose.c). Their callbacks may complete
+     * futures and so queue continuations on other pools: no lock is held. */
+    async__timers_drain(pool);
     async__dump_pool_remove(pool);   /* stops its watchdog; the dump lets go */
     live_remove(pool);
     unsigned n = atomic_load(&pool->nslots);
@@ -427,11 +431,14 @@ int async_shutdown(async_shutdown_t how)
     /* Keep the pointer published while draining, so the pool's own tasks
      * that call async_run still reach it; outside submitters are refused. */
     int rc = p ? pool_stop(p, how) : 0;
-    if (p && rc == 0) {
+    if (p && rc == 0)
         atomic_store(&default_pool, NULL);
-        pool_free(p);
-    }
     ASYNC_CHECK(pthread_mutex_unlock(&default_lock));
+    /* Unpublished and stopped: freed without the lock, since its leftover
+     * timers complete futures whose continuations may reach the (next)
+     * default pool. */
+    if (p && rc == 0)
+        pool_free(p);
     return rc;
 }
 

@@ -1072,6 +1072,37 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     return 0;
 }
 
+/* Unpark every worker thread (a spurious wake for all but those parked in
+ * a blocked call, which re-read the earliest timer, block.c). */
+static void wake_blocked(struct async_pool *pool)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
+    unsigned n = atomic_load(&pool->nslots);
+    for (unsigned i = 0; i < n; i++) {
+        struct async_worker *w = pool->slots[i];
+        if (w->has_thread && !w->dead)
+            async__unpark(w->parker);   /* type-stable parker */
+    }
+    ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
+}
+
+int async__pool_timer_add(struct async_pool *pool, struct async_timer *t)
+{
+    /* Bracketed like an outside submission: once the destroyer has changed
+     * the phase and seen ext_touching == 0, no timer enters the heap, and
+     * the drain in pool_free finds every one that did. */
+    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
+    int rc = ECANCELED;
+    bool earliest = false;
+    if (accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst)))
+        rc = async__timer_add(pool, t, &earliest);
+    if (earliest && !(atomic_load_explicit(&pool->nidle, memory_order_relaxed) &&
+                      wake_one(pool)))
+        wake_blocked(pool);   /* nobody idle: the blocked serve timers too */
+    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
+    return rc;
+}
+
 bool async__pool_pop_local(struct future *f)
 {
     struct async_worker *w = async__tls_get()->worker;

@@ -136,7 +136,15 @@ bool    async__pool_quiet(struct async_pool *pool);
 /* timer.c */
 /* 0 | ENOMEM; *earliest: the new timer is the first to fire */
 int     async__timer_add(struct async_pool *pool, struct async_timer *t, bool *earliest);
-void    async__timer_del(struct async_pool *pool, struct async_timer *t);
+/* true when t was still in the heap (and is out of it now) */
+bool    async__timer_del(struct async_pool *pool, struct async_timer *t);
+/* Destroy: take every timer out and wake its target (after the workers left) */
+void    async__timers_drain(struct async_pool *pool);
+/* sched.c: add a timer that stands for a future (compose.c), on the terms of
+ * a submission (refused with ECANCELED once the pool shuts down and does
+ * not accept the caller); wakes an idle worker when it is the earliest.
+ * 0 | ECANCELED | ENOMEM. */
+int     async__pool_timer_add(struct async_pool *pool, struct async_timer *t);
 void    async__timers_run(struct async_pool *pool);     /* wake what is due */
 bool    async__timers_due(struct async_pool *pool, int64_t now);
 int64_t async__timers_next(struct async_pool *pool);    /* ASYNC_FOREVER: none */

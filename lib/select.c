@@ -25,6 +25,20 @@
  *           (deadline, cancellation) first claims the waiter itself; if it
  *           wins nobody performed anything and every channel is unlinked,
  *           else it goes on as if woken.
+ * Futures (CHAN_FUTURE cases). A future is a one-shot channel that is never
+ * consumed, so pass 1 looks at its state (one acquire load, under the
+ * channel locks but taking no lock of its own) in the same random order as
+ * the channels: every ready case, of either kind, is equally likely. Pass 2
+ * publishes one wnode per future on its waiter list (future.c's protocol:
+ * link under f->lock, then read the state seq_cst; the completer stores the
+ * state, then reads the list) after the channel locks are released, so
+ * f->lock stays a leaf; a future found done there fires the waiter itself,
+ * and the CAS on `claim` settles it against a channel that took it since
+ * the unlock. Pass 3 takes each wnode off its future under f->lock. The
+ * completer claims and fires the waiter in one step (case index + 1) and
+ * wakes it once; pass 3 then unlinks every channel case (no channel took
+ * the select); a firing future performs nothing, so its result is read from the future itself.
+ * The caller's handle keeps every future alive for the call.
  * Rejected: locking one channel at a time in pass 1 and 2 (crossbeam's way).
  * A channel that became ready after we looked at it but before our wnode was
  * on it would then have to be noticed by re-checking after registration and
@@ -58,7 +72,8 @@
  *
  * Invariants: during pass 2 and until pass 3 has visited case i, the wnode of
  *   case i is on chan(i)'s queue, or has been popped by a firer of chan(i),
- *   or unlinked by the firer that took the select on chan(i);
+ *   or unlinked by the firer that took the select on chan(i) (a future
+ *   case: on its future's list, or taken off by its completer);
  *   after pass 3, no wnode of this select is linked anywhere.
  *   claim == k + 1 (k a case)  =>  exactly case k was performed, and fired
  *   becomes k + 1 once its firer is done; claim == ABANDONED  =>  nothing was.
@@ -75,21 +90,32 @@
  * (non-NULL) cases. */
 struct select_scratch {
     struct async_wnode *nodes;   /* [n], indexed by case */
-    size_t             *poll;    /* [live], random order */
+    size_t             *poll;    /* [npoll], random order (channels and futures) */
     size_t             *order;   /* [live], ascending channel address */
-    size_t              live;
+    size_t              live;    /* live channel cases */
+    size_t              npoll;   /* live cases of both kinds */
     void               *heap;    /* what to free, or NULL */
 };
 
 /* ------------------------------------------------------- validation */
 
-static int select_check(const chan_case_t *cases, size_t n, int64_t deadline, size_t *live)
+static bool is_chan_case(const chan_case_t *cs)
+{
+    return cs->op != CHAN_FUTURE && cs->chan;
+}
+
+static int select_check(const chan_case_t *cases, size_t n, int64_t deadline, size_t *live,
+                        size_t *futures)
 {
     if (async__deadline_valid(deadline) || (n > 0 && !cases))
         return EINVAL;
-    size_t k = 0;
+    size_t k = 0, nf = 0;
     for (size_t i = 0; i < n; i++) {
         const chan_case_t *cs = &cases[i];
+        if (cs->op == CHAN_FUTURE) {
+            nf += cs->future != NULL;
+            continue;
+        }
         if (cs->op != CHAN_SEND && cs->op != CHAN_RECV)
             return EINVAL;
         if (!cs->chan)
@@ -100,9 +126,10 @@ static int select_check(const chan_case_t *cases, size_t n, int64_t deadline, si
     }
     /* Nothing can ever fire and nothing could end the wait: Go's select {}
      * outside any task is a certain hang. */
-    if (k == 0 && deadline == ASYNC_FOREVER && !async__current_task())
+    if (k + nf == 0 && deadline == ASYNC_FOREVER && !async__current_task())
         return EINVAL;
     *live = k;
+    *futures = nf;
     return 0;
 }
 
@@ -154,23 +181,26 @@ static size_t rand_below(size_t bound)
  * cases sorted by channel address. */
 static void select_orders(const chan_case_t *cases, size_t n, struct select_scratch *s)
 {
-    size_t k = 0;
+    size_t k = 0, p = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!cases[i].chan)
+        bool fut = cases[i].op == CHAN_FUTURE && cases[i].future;
+        if (!fut && !is_chan_case(&cases[i]))
             continue;
-        size_t j = rand_below(k + 1);
-        s->poll[k] = s->poll[j];
+        size_t j = rand_below(p + 1);
+        s->poll[p] = s->poll[j];
         s->poll[j] = i;
-        s->order[k] = i;
-        k++;
+        p++;
+        if (!fut)
+            s->order[k++] = i;
     }
     sort_by_chan(cases, s->order, k);
 }
 
-static int scratch_init(struct select_scratch *s, size_t n, size_t live,
+static int scratch_init(struct select_scratch *s, size_t n, size_t live, size_t npoll,
                         struct async_wnode *nodes, size_t *idx)
 {
     s->live = live;
+    s->npoll = npoll;
     s->heap = NULL;
     if (n <= SELECT_STACK_CASES) {
         s->nodes = nodes;
@@ -219,6 +249,67 @@ static struct async_wqueue *case_queue(const chan_case_t *cs)
     return cs->op == CHAN_SEND ? &cs->chan->sendq : &cs->chan->recvq;
 }
 
+/* ---------------------------------------------------------- futures */
+
+/* A future case's outcome, as future_get's: the value into *(void **)elem
+ * on success (elem may be NULL), the slot untouched otherwise. */
+static int future_fire(const chan_case_t *cs)
+{
+    return async__future_outcome(cs->future, (void **)cs->elem);
+}
+
+/* Pass 1's look at a future case. */
+static bool future_ready(const chan_case_t *cs)
+{
+    return ASYNC_S_DONE(atomic_load_explicit(&cs->future->state, memory_order_acquire));
+}
+
+/* Pass 2b, no channel lock held: publish w on every future case's waiter
+ * list (each f->lock a leaf, taken alone). A future found done after its
+ * wnode is linked (the completer may have read the list before: the
+ * seq_cst pair of future.c) fires w ourselves; the CAS decides against a
+ * channel or another future that fired it meanwhile. */
+static void futures_enqueue(chan_case_t *cases, struct select_scratch *s,
+                            struct async_waiter *w)
+{
+    for (size_t k = 0; k < s->npoll; k++) {
+        size_t i = s->poll[k];
+        if (cases[i].op == CHAN_FUTURE)
+            s->nodes[i] = (struct async_wnode){ .w = w, .index = i };
+    }
+    for (size_t k = 0; k < s->npoll; k++) {
+        size_t i = s->poll[k];
+        if (cases[i].op != CHAN_FUTURE)
+            continue;
+        struct future *f = cases[i].future;
+        struct async_wnode *nd = &s->nodes[i];
+        async__lock(&f->lock);
+        async__future_link(f, nd);
+        bool done = ASYNC_S_DONE(atomic_load_explicit(&f->state, memory_order_seq_cst));
+        async__unlock(&f->lock);
+        if (done) {
+            async__waiter_fire(w, i + 1);
+            return;   /* fired (by us or another): no need to publish more */
+        }
+    }
+}
+
+/* Pass 3b: take every wnode of ours off the futures; a future that fired
+ * unlinked it already. Nothing of the future is touched afterwards except
+ * through the caller's own handle. */
+static void futures_unlink(chan_case_t *cases, struct select_scratch *s)
+{
+    for (size_t k = 0; k < s->npoll; k++) {
+        size_t i = s->poll[k];
+        if (cases[i].op != CHAN_FUTURE)
+            continue;
+        struct future *f = cases[i].future;
+        async__lock(&f->lock);
+        async__future_unlink(f, &s->nodes[i]);   /* no-op when not linked */
+        async__unlock(&f->lock);
+    }
+}
+
 /* ----------------------------------------------------------- passes */
 
 /* Pass 1, every lock held: perform the first ready case in poll order.
@@ -226,9 +317,15 @@ static struct async_wqueue *case_queue(const chan_case_t *cs)
 static int pass_poll(chan_case_t *cases, const struct select_scratch *s, size_t *which,
                      struct chan_wake *cw)
 {
-    for (size_t k = 0; k < s->live; k++) {
+    for (size_t k = 0; k < s->npoll; k++) {
         size_t i = s->poll[k];
         chan_case_t *cs = &cases[i];
+        if (cs->op == CHAN_FUTURE) {
+            if (!future_ready(cs))
+                continue;
+            *which = i;
+            return future_fire(cs);   /* any code, EAGAIN included */
+        }
         int rc = cs->op == CHAN_SEND ? async__chan_try_send(cs->chan, cs->elem, cw)
                                      : async__chan_try_recv(cs->chan, cs->elem, cw);
         if (rc != EAGAIN) {
@@ -289,16 +386,25 @@ static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t de
     }
     pass_enqueue(cases, s, &w);
     unlock_all(cases, s);
+    if (s->npoll > s->live)
+        futures_enqueue(cases, s, &w);
 
-    async__wait_note(ASYNC_W_SELECT, NULL, (uint32_t)s->live, deadline);
-    rc = async__wait(&w, deadline);
+    async__wait_note(ASYNC_W_SELECT, NULL, (uint32_t)s->npoll, deadline);
+    rc = atomic_load_explicit(&w.fired, memory_order_acquire) ? 0 : async__wait(&w, deadline);
     if (rc != 0 && async__waiter_abandon(&w)) {
         pass_unlink(cases, s, NULL);
+        if (s->npoll > s->live)
+            futures_unlink(cases, s);
         return rc;   /* ETIMEDOUT or ECANCELED: nothing was performed */
     }
     uintptr_t won = async__waiter_await(&w);   /* at once after a wake */
-    pass_unlink(cases, s, cases[won - 1].chan);
+    const chan_case_t *wc = &cases[won - 1];
+    pass_unlink(cases, s, wc->op == CHAN_FUTURE ? NULL : wc->chan);
+    if (s->npoll > s->live)
+        futures_unlink(cases, s);
     *which = (size_t)(won - 1);
+    if (wc->op == CHAN_FUTURE)
+        return future_fire(wc);
     return s->nodes[won - 1].result;
 }
 
@@ -321,28 +427,28 @@ static int select_nothing(int64_t deadline)
 
 int chan_select(chan_case_t *cases, size_t n, int64_t deadline, size_t *fired)
 {
-    size_t live = 0;
-    int rc = select_check(cases, n, deadline, &live);
+    size_t live = 0, futures = 0;
+    int rc = select_check(cases, n, deadline, &live, &futures);
     if (rc != 0)
         return rc;
     if (async__cancel_requested())
         return ECANCELED;
-    if (live == 0)
+    if (live + futures == 0)
         return select_nothing(deadline);
 
     struct async_wnode nodes[SELECT_STACK_CASES];
     size_t idx[2 * SELECT_STACK_CASES];
     struct select_scratch s;
-    rc = scratch_init(&s, n, live, nodes, idx);
+    rc = scratch_init(&s, n, live, live + futures, nodes, idx);
     if (rc != 0)
         return rc;
     select_orders(cases, n, &s);
 
     struct chan_wake cw = { 0 };
-    size_t which = 0;
+    size_t which = SIZE_MAX;
     lock_all(cases, &s);
     rc = pass_poll(cases, &s, &which, &cw);
-    if (rc != EAGAIN) {
+    if (which != SIZE_MAX) {
         unlock_all(cases, &s);
         async__chan_wake(&cw);   /* no channel is touched after it */
     } else {

@@ -300,8 +300,25 @@ static void log_unread(struct future *f)
     }
 }
 
+void (*_Atomic async__orphan_hook)(struct future *f);
+
+/* An async_after's record about to lose a handle: if the one reference left
+ * would be its timer's (2 now) and it is pending, nobody could ever read it,
+ * so the timer is cancelled now rather than at its deadline; our reference
+ * pins the record meanwhile. Two handles released at once may both miss
+ * it: the timer then runs out, as a detached task does. */
+static void release_timer(struct future *f)
+{
+    if (atomic_load_explicit(&f->refs, memory_order_acquire) == 2 &&
+        atomic_load_explicit(&f->state, memory_order_acquire) == ASYNC_S_PENDING)
+        atomic_load_explicit(&async__orphan_hook, memory_order_acquire)(f);
+}
+
 void async__record_release(struct future *f)
 {
+    if (ASYNC_UNLIKELY(atomic_load_explicit(&f->flags, memory_order_relaxed) &
+                       ASYNC_RF_TIMER))
+        release_timer(f);
     /* A sole owner needs no atomic read-modify-write: nobody else holds a
      * handle that could take another reference. */
     if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
@@ -438,9 +455,13 @@ char *async__format(const char *fmt, va_list ap, bool *oom)
     return s;
 }
 
+/* Fire every waiter of f. Callback targets (compose.c) run after the lock
+ * is released: a fired callback's wnode is its owner's until the call, so
+ * it is chained through its own `next` meanwhile. */
 static void wake_all(struct future *f)
 {
     struct async_wakeset ws = { 0 };
+    struct async_wnode *calls = NULL;
     async__lock(&f->lock);
     struct async_wnode *n = atomic_load_explicit(&f->waiters, memory_order_relaxed);
     atomic_store_explicit(&f->waiters, NULL, memory_order_relaxed);
@@ -448,12 +469,23 @@ static void wake_all(struct future *f)
         struct async_wnode *next = n->next;
         uintptr_t t = n->w->target;
         n->linked = false;
-        if (async__waiter_fire(n->w, n->index + 1))
-            async__wakeset_add(&ws, t);
+        if (async__waiter_fire(n->w, n->index + 1)) {
+            if (t & ASYNC_TARGET_CALL) {
+                n->next = calls;
+                calls = n;
+            } else {
+                async__wakeset_add(&ws, t);
+            }
+        }
         n = next;   /* n may be gone once fired: read next first */
     }
     async__unlock(&f->lock);
     async__wakeset_flush(&ws);
+    while (calls) {
+        struct async_wnode *next = calls->next;
+        async__wake(calls->w->target);   /* may free calls */
+        calls = next;
+    }
 }
 
 static void after_final_store(struct future *f)

@@ -19,6 +19,11 @@
  * timer_next == heap[0]->when, or INT64_MAX when empty (stored under the
  * lock, read lock-free as a hint: a stale value only makes a worker look
  * again or sleep until the deadline it saw).
+ * A timer may also stand for a future (compose.c's async_after): its target
+ * is then a callback (ASYNC_TARGET_CALL), run like any wake once the lock is
+ * released. A pool's destroyer fires what is left in the heap before the
+ * heap goes (async__timers_drain): the callback sees its deadline not
+ * reached and cancels its future.
  * Locks: timer_lock is a leaf; targets are woken after it is released.
  * This file calls only the wait layer (async__wake): the caller of
  * async__timer_add wakes an idle worker when the new timer is the earliest
@@ -112,14 +117,16 @@ int async__timer_add(struct async_pool *pool, struct async_timer *t, bool *earli
     return 0;
 }
 
-void async__timer_del(struct async_pool *pool, struct async_timer *t)
+bool async__timer_del(struct async_pool *pool, struct async_timer *t)
 {
     async__lock(&pool->timer_lock);
-    if (t->idx != ASYNC_NO_TIMER) {
+    bool was = t->idx != ASYNC_NO_TIMER;
+    if (was) {
         remove_at(pool, t->idx);
         publish_next(pool);
     }
     async__unlock(&pool->timer_lock);
+    return was;
 }
 
 bool async__timers_due(struct async_pool *pool, int64_t now)
@@ -150,6 +157,23 @@ void async__timers_run(struct async_pool *pool)
         async__unlock(&pool->timer_lock);
         for (unsigned i = 0; i < n; i++)
             async__wake(due[i]);   /* type-stable targets */
+    }
+}
+
+void async__timers_drain(struct async_pool *pool)
+{
+    for (;;) {
+        uintptr_t t = 0;
+        async__lock(&pool->timer_lock);
+        if (pool->ntimers) {
+            t = pool->heap[0]->target;
+            remove_at(pool, 0);
+        }
+        publish_next(pool);
+        async__unlock(&pool->timer_lock);
+        if (!t)
+            return;
+        async__wake(t);
     }
 }
 

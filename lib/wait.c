@@ -24,7 +24,9 @@
  * Targets are type-stable (parkers are never freed, fiber records live in
  * slabs that are never unmapped), so a wake that comes after the waiter has
  * returned, even after its fiber went to another task, is only spurious, and
- * every wait loop re-checks its condition.
+ * every wait loop re-checks its condition. A callback target (ASYNC_TARGET_CALL,
+ * compose.c) is the exception: it is fired exactly once, by whoever won its
+ * waiter's CAS, with no lock held, and its owner keeps it alive until then.
  */
 #include "internal.h"
 
@@ -99,7 +101,10 @@ static void fiber_wake(struct async_fiber *f)
 
 void async__wake(uintptr_t target)
 {
-    if (target & ASYNC_TARGET_FIBER)
+    if (target & ASYNC_TARGET_CALL) {
+        struct async_call *c = (struct async_call *)(target & ~ASYNC_TARGET_CALL);
+        c->fn(c);   /* c may be gone once fn returns */
+    } else if (target & ASYNC_TARGET_FIBER)
         fiber_wake((struct async_fiber *)(target & ~ASYNC_TARGET_FIBER));
     else if (target)
         async__unpark((struct async_parker *)target);
@@ -128,6 +133,7 @@ uintptr_t async__waiter_await(struct async_waiter *w)
 
 void async__wakeset_add(struct async_wakeset *ws, uintptr_t target)
 {
+    ASYNC_ASSERT(!(target & ASYNC_TARGET_CALL));   /* never under a lock */
     if (ws->n == sizeof ws->t / sizeof ws->t[0]) {
         /* Full: wake now. Targets are type-stable, so even under the
          * caller's lock this is a system call or a queue push, never user

@@ -334,6 +334,43 @@ def check_backpressure(exe):
            "every item consumed, twice")
 
 
+# ------------------------------------------------------------------ crawler
+
+SITE = "https://golang.org/"
+
+
+def check_crawler(exe):
+    scale = 2   # fetches of 60-80 ms, a 400 ms timeout
+    out = run(exe, "--scale", scale)
+    root = 'found: %s "The Go Programming Language"' % SITE
+    cmd = "not found: %scmd/" % SITE
+    pkg = 'found: %spkg/ "Packages"' % SITE
+    fmt = 'found: %spkg/fmt/ "Package fmt"' % SITE
+    os_ = 'found: %spkg/os/ "Package os"' % SITE
+    net = "timed out: %spkg/net/ (after %d ms)" % (SITE, 200 * scale)
+    expect(sorted(out[:-1]) == sorted([root, cmd, pkg, fmt, os_, net]),
+           "every page once, the slow one timed out")
+    # a page is fetched only once a page linking to it was
+    before(out, root, pkg, fmt)
+    before(out, root, cmd)
+    before(out, pkg, os_, net)
+    summary = r"crawl: 4 found, 1 not found, 1 timed out in ([0-9.]+) ms; " \
+              r"at most (\d+) fetches at once; scope: ok"
+    took = number(out, summary)
+    most = int(re.fullmatch(summary, out[-1]).group(2))
+    expect(1 <= most <= 2, "at most 2 fetches at once (the semaphore), saw %d" % most)
+    expect(took >= 200 * scale, "the crawl (%.0f ms) outlasts the timeout" % took)
+    expect(took < 5000 * scale, "the crawl (%.0f ms) ends before its deadline" % took,
+           timing=True)
+    # The deadline scope: a crawl cut short cancels what is still running,
+    # and the scope's close reports it.
+    out = run(exe, "--scale", scale, "--deadline", 50)
+    number(out, r"crawl deadline passed with ([0-9]+) fetches unfinished")
+    took = number(out, r"crawl: \d+ found, \d+ not found, \d+ timed out in ([0-9.]+) ms; "
+                       r"at most \d+ fetches at once; scope: Operation canceled")
+    expect(took >= 50 * scale, "the crawl (%.0f ms) lasted until its deadline" % took)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: check.py NAME EXECUTABLE")

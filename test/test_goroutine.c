@@ -668,9 +668,9 @@ static void *block_forever(void *arg)
         return (void *)(intptr_t)chan_send(b->out, &v);
     case K_SELECT: {
         chan_case_t cases[3] = {
-            { b->c, CHAN_RECV, &v },
-            { b->out, CHAN_SEND, &v },
-            { NULL, CHAN_SEND, &v },
+            { .chan = b->c, .op = CHAN_RECV, .elem = &v },
+            { .chan = b->out, .op = CHAN_SEND, .elem = &v },
+            { .chan = NULL, .op = CHAN_SEND, .elem = &v },
         };
         return (void *)(intptr_t)chan_select(cases, 3, ASYNC_FOREVER, NULL);
     }

@@ -40,6 +40,7 @@
 #define ASYNC_CHAN_H
 
 #include <async/common.h>
+#include <async/future.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -47,12 +48,18 @@ extern "C" {
 
 typedef struct chan chan_t;
 
-typedef enum chan_op { CHAN_SEND, CHAN_RECV } chan_op_t;
+/* CHAN_FUTURE: a future is a one-shot channel; the case is ready once the
+ * future is done, in any outcome (see chan_select). */
+typedef enum chan_op { CHAN_SEND, CHAN_RECV, CHAN_FUTURE } chan_op_t;
 
 typedef struct chan_case {
-    chan_t   *chan;   /* NULL: never ready, like Go's nil channel */
+    chan_t   *chan;     /* CHAN_SEND / CHAN_RECV; NULL: never ready, like
+                           Go's nil channel */
     chan_op_t op;
-    void     *elem;   /* what to send, or where to receive */
+    void     *elem;     /* what to send, or where to receive; CHAN_FUTURE: a
+                           void * slot for the future's value, or NULL */
+    future_t *future;   /* CHAN_FUTURE: ready once it is done; NULL: never
+                           ready. Ignored by the other ops. */
 } chan_case_t;
 
 /*
@@ -192,8 +199,19 @@ ASYNC_API void chan_free(chan_t *c);
  *                  (NULL discards), as by chan_send / chan_recv, and only for
  *                  the case that fires. The same channel may appear in
  *                  several cases.
- *   fired:         NULL, or receives the index of the case performed (when
- *                  0 or EPIPE is returned; untouched otherwise).
+ *                  A CHAN_FUTURE case (chan ignored) is ready once its
+ *                  future is done, in any outcome, and a NULL future never
+ *                  is. Firing it returns what future_get would: 0 with the
+ *                  value stored in *(void **)elem when elem is not NULL, or
+ *                  the future's failure code, ECANCELED (it was cancelled)
+ *                  or EPIPE (a broken promise), the slot then untouched. It
+ *                  consumes nothing: a done future stays ready. One wait
+ *                  covers channels and futures together.
+ *   fired:         NULL, or receives the index of the case performed
+ *                  whenever one fired: when 0 or EPIPE is returned, and
+ *                  when a CHAN_FUTURE case fired with its future's failure
+ *                  (so a future's ECANCELED is told apart from the calling
+ *                  task's own); untouched otherwise.
  *   deadline:      0 is Go's `default:` — perform a ready case or return
  *                  EAGAIN at once.
  *   Choice:        among the cases ready at the call, one is chosen
@@ -201,14 +219,18 @@ ASYNC_API void chan_free(chan_t *c);
  *                  it waits, the first case that becomes ready fires.
  *   Blocks:        until a case fires, the deadline, or the calling task's
  *                  cancellation. With no case that can ever fire (n == 0 —
- *                  cases may then be NULL — or only NULL channels) it waits
+ *                  cases may then be NULL — or only NULL channels and
+ *                  futures) it waits
  *                  for the deadline like any other; with ASYNC_FOREVER it
  *                  blocks until its task is cancelled (Go's `select {}`).
  *   Thread-safety: any number of selects and plain operations on the same
  *                  channels at once.
- *   Ownership:     cases and their elements stay the caller's and are not
- *                  used after the call returns.
+ *   Ownership:     cases, their elements and futures stay the caller's and
+ *                  are not used after the call returns (the caller's handle
+ *                  on each future must stay valid during the call; other
+ *                  handles may be freed meanwhile).
  *   Returns:       0 (the case *fired was performed);
+ *                  a CHAN_FUTURE case's outcome (case *fired: as future_get);
  *                  EPIPE (case *fired is on a closed channel: a send on it,
  *                  or a receive on it with nothing left buffered);
  *                  EAGAIN (deadline 0 and no case ready);
@@ -217,8 +239,8 @@ ASYNC_API void chan_free(chan_t *c);
  *                  ENOMEM (no memory for the bookkeeping of more than 16
  *                  cases, or for this thread's first parker: nothing
  *                  performed);
- *                  EINVAL (cases NULL with n > 0, an op other than CHAN_SEND
- *                  or CHAN_RECV, a send case with elem NULL on a channel
+ *                  EINVAL (cases NULL with n > 0, an op other than CHAN_SEND,
+ *                  CHAN_RECV or CHAN_FUTURE, a send case with elem NULL on a channel
  *                  whose elem_size > 0, a deadline below -1, or ASYNC_FOREVER
  *                  with no case that can ever fire outside any task, where
  *                  nothing could end the wait).

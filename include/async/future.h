@@ -263,6 +263,59 @@ ASYNC_API int future_wait_all(future_t *const *fs, size_t n, int64_t deadline);
 ASYNC_API int future_wait_any(future_t *const *fs, size_t n, int64_t deadline,
                               size_t *index);
 
+/*
+ * async_after — a future that succeeds, with the value NULL, at a deadline
+ *                  (Go's time.After).
+ *   deadline:      an async_now() instant; ASYNC_FOREVER never fires; 0 or a
+ *                  passed instant: already succeeded.
+ *   Timers:        served by a pool's timers — the calling task's pool when
+ *                  called in a task, else the default pool: its workers fire
+ *                  due timers between tasks and sleep no longer than the
+ *                  earliest when idle. No thread per timer: 100,000 pending
+ *                  timers are 100,000 heap entries. A busy pool may fire
+ *                  late, never early. If that pool is destroyed first, the
+ *                  future is cancelled (ECANCELED).
+ *   Blocks:        no.
+ *   Thread-safety: any thread, pool tasks included.
+ *   Ownership:     the handle is the caller's, ended with future_free.
+ *                  future_cancel stops a pending timer (CANCELLED) and
+ *                  releases its memory at once; so does future_free of an
+ *                  unfired timer's last handle (nobody could read it).
+ *   Returns:       the future, or NULL with errno: EINVAL (deadline below
+ *                  -1), ENOMEM, ECANCELED (the serving pool is shutting down
+ *                  and does not accept the caller), or why the default pool
+ *                  could not be created.
+ */
+ASYNC_API future_t *async_after(int64_t deadline);
+
+/*
+ * future_then — a future for fn(arg, f), run as a task once f is done.
+ *   fn:            called on a pool worker once f is done, in any outcome,
+ *                  with done == f: a handle fn may read without blocking
+ *                  (future_get returns at once) and must not free. Never run
+ *                  inline by the thread that completes f; if f is already
+ *                  done it is queued at once.
+ *   Pool:          f's pool when f is a task that ran; the default pool when
+ *                  f is a promise's future (async_after's included) or a
+ *                  task cancelled before it ran (its pool may be shutting
+ *                  down).
+ *   Blocks:        no.
+ *   Thread-safety: any thread; several continuations may hang on one f.
+ *   Ownership:     f stays the caller's to free (at once, if it likes: the
+ *                  continuation holds its own reference until it is done).
+ *                  The returned handle is the caller's, ended with
+ *                  future_free. Cancelling it before f is done means fn never
+ *                  runs (CANCELLED); once it runs, cancelling it is as for
+ *                  any running task (EBUSY, async_cancelled() in fn). A
+ *                  waiter on it never runs it inline (it may not start
+ *                  before f is done). If its pool refuses it (shutting
+ *                  down), it is cancelled.
+ *   Returns:       the future, or NULL with errno: EINVAL (f or fn NULL),
+ *                  ENOMEM.
+ */
+ASYNC_API future_t *future_then(future_t *f, void *(*fn)(void *arg, future_t *done),
+                                void *arg);
+
 #ifdef __cplusplus
 }
 #endif

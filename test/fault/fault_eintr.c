@@ -190,7 +190,8 @@ static void one_wait(enum wait_kind k, const char *where)
     future_t *fs[2] = { f, f };
     chan_t *c = chan_make(sizeof(uint64_t), 1);
     uint64_t elem = 0;
-    chan_case_t cases[2] = { { c, CHAN_RECV, &elem }, { NULL, CHAN_SEND, &elem } };
+    chan_case_t cases[2] = { { .chan = c, .op = CHAN_RECV, .elem = &elem },
+                             { .chan = NULL, .op = CHAN_SEND, .elem = &elem } };
     sig_atomic_t before = hits_here;
     int64_t start = async_now(), deadline = start + WAIT_NS;
     int rc = 0;

@@ -405,7 +405,7 @@ struct mchan {
 };
 
 struct logctx {
-    atomic_uint panics, saturated, other;
+    atomic_uint panics, saturated, unread, other;
 };
 
 static struct world {
@@ -430,6 +430,8 @@ static void log_hook(void *ctx, const char *line)
         atomic_fetch_add(&l->panics, 1);
     else if (strstr(line, ": saturated: "))
         atomic_fetch_add(&l->saturated, 1);
+    else if (strstr(line, ": failed and its outcome was never read: "))
+        atomic_fetch_add(&l->unread, 1);   /* a failed task freed unread */
     else
         atomic_fetch_add(&l->other, 1);
 }
@@ -1458,7 +1460,7 @@ static void build_cases(struct input *in, struct sel *s)
         s->m[i] = slot < NCHAN && W.chan[slot].c ? &W.chan[slot] : NULL;
         cs->chan = s->m[i] ? s->m[i]->c : NULL;
         unsigned op = c / (NCHAN + 1) % 8;
-        cs->op = op == 7 ? (chan_op_t)(2 + (c & 1u)) : (op & 1u) ? CHAN_RECV : CHAN_SEND;
+        cs->op = op == 7 ? (chan_op_t)(3 + (c & 1u)) : (op & 1u) ? CHAN_RECV : CHAN_SEND;
         bool null_elem = c / (8 * (NCHAN + 1)) % 4 == 3;
         s->buf[i] = cs->op == CHAN_SEND ? next_elem() : SENTINEL;
         cs->elem = null_elem ? NULL : &s->buf[i];
@@ -2005,6 +2007,129 @@ static void teardown(struct input *in)
     }
 }
 
+/* ============================================== composing (appended ops) */
+/* CHAN_FUTURE cases, async_after and future_then, on promise handles only:
+ * the model knows a promise's outcome exactly, and continuations and timers
+ * then run on the default pool, leaving the model's one-worker pool and its
+ * counters alone. */
+
+static void op_select_future(struct input *in)
+{
+    unsigned n = 1 + byte(in) % 3;
+    bool poll = byte(in) & 1u;
+    chan_case_t cs[3];
+    void *slot[3];
+    struct mprom *mp[3];
+    unsigned nready = 0;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned c = byte(in);
+        struct mprom *p = &W.prom[c % NPROM];
+        unsigned h = c / NPROM % (NHANDLE + 1);
+        future_t *f = h < p->nh ? p->h[h] : NULL;
+        mp[i] = f ? p : NULL;
+        slot[i] = (void *)(uintptr_t)SENTINEL;
+        cs[i] = (chan_case_t){ .op = CHAN_FUTURE, .future = f,
+                               .elem = (c & 0x80u) ? NULL : &slot[i] };
+        nready += f && p->out.state != FUTURE_PENDING;
+    }
+    note("select futures n %u ready %u poll %d", n, nready, (int)poll);
+    size_t fired = SIZE_MAX;
+    int rc = chan_select(cs, n, poll ? 0 : 1, &fired);
+    if (nready == 0) {
+        EXPECT(rc == (poll ? EAGAIN : ETIMEDOUT) && fired == SIZE_MAX,
+               "select futures: none ready: %d fired %zu", rc, fired);
+    } else {
+        EXPECT(fired < n && mp[fired] && mp[fired]->out.state != FUTURE_PENDING,
+               "select futures: fired %zu not a done future", fired);
+        EXPECT(rc == out_rc(&mp[fired]->out), "select futures: %d, model %d", rc,
+               out_rc(&mp[fired]->out));
+    }
+    for (unsigned i = 0; i < n; i++) {
+        bool written = i == fired && rc == 0 && cs[i].elem;
+        void *want = written ? (void *)mp[i]->out.value : (void *)(uintptr_t)SENTINEL;
+        EXPECT(slot[i] == want, "select futures: case %u's slot %p, want %p", i, slot[i],
+               want);
+    }
+}
+
+static void op_after(struct input *in)
+{
+    unsigned k = byte(in) % 4;
+    int64_t dl = k == 0 ? 0 : k == 1 ? ASYNC_FOREVER : k == 2 ? -2
+               : async_now() + (int64_t)(byte(in) % 16 + 1) * ASYNC_MICROSECOND;
+    bool cancel = byte(in) & 1u;
+    note("async_after kind %u cancel %d", k, (int)cancel);
+    errno = 0;
+    future_t *f = async_after(dl);
+    if (k == 2) {
+        EXPECT(!f && errno == EINVAL, "async_after(-2): %p errno %d", (void *)f, errno);
+        return;
+    }
+    EXPECT(f, "async_after: NULL, errno %d", errno);
+    if (k == 0)
+        EXPECT(future_state(f) == FUTURE_SUCCEEDED, "async_after(0): state %d",
+               (int)future_state(f));
+    if (k == 1) {
+        EXPECT(future_get_until(f, NULL, 0) == EAGAIN, "async_after(forever) done");
+        cancel = true;   /* else the get below never returns */
+    }
+    int crc = cancel ? future_cancel(f) : -1;
+    if (k == 0)
+        EXPECT(crc == -1 || crc == EALREADY, "cancel of a fired timer: %d", crc);
+    if (k == 1)
+        EXPECT(crc == 0, "cancel of a pending timer: %d", crc);
+    EXPECT(crc == -1 || crc == 0 || crc == EALREADY, "cancel of a timer: %d", crc);
+    void *v = (void *)1;
+    int rc = future_get(f, &v);
+    if (crc == 0)
+        EXPECT(rc == ECANCELED && v == (void *)1, "cancelled timer: get %d", rc);
+    else
+        EXPECT(rc == 0 && v == NULL, "timer: get %d value %p", rc, v);
+    future_free(f);
+}
+
+static void *then_fn(void *arg, future_t *done)
+{
+    (void)arg;
+    void *v = NULL;
+    int rc = future_get_until(done, &v, 0);
+    return (void *)(rc == 0 ? (uintptr_t)0x10000 + (uintptr_t)v : (uintptr_t)rc);
+}
+
+static void op_then(struct input *in)
+{
+    struct mprom *p = pick_prom(in);
+    unsigned h = byte(in), mode = byte(in) % 4;
+    if (p->nh == 0)
+        return;
+    future_t *f = p->h[h % p->nh];
+    note("future_then promise %u mode %u", (unsigned)(p - W.prom), mode);
+    if (mode == 3) {
+        errno = 0;
+        EXPECT(!future_then(f, NULL, NULL) && errno == EINVAL, "future_then(f, NULL)");
+        errno = 0;
+        EXPECT(!future_then(NULL, then_fn, NULL) && errno == EINVAL, "future_then(NULL)");
+        return;
+    }
+    future_t *g = future_then(f, then_fn, NULL);
+    EXPECT(g, "future_then: NULL, errno %d", errno);
+    if (p->out.state != FUTURE_PENDING) {
+        uintptr_t want = p->out.state == FUTURE_SUCCEEDED ? 0x10000 + p->out.value
+                                                          : (uintptr_t)out_rc(&p->out);
+        void *v = NULL;
+        int rc = future_get(g, &v);
+        EXPECT(rc == 0 && (uintptr_t)v == want, "then: %d value %#lx, want %#lx", rc,
+               (unsigned long)(uintptr_t)v, (unsigned long)want);
+    } else if (mode == 1) {
+        EXPECT(future_cancel(g) == 0, "cancelling a continuation of a pending promise");
+        EXPECT(future_get(g, NULL) == ECANCELED, "cancelled continuation");
+    } else {
+        /* left to run when the promise ends (at teardown at the latest) */
+        EXPECT(future_get_until(g, NULL, 0) == EAGAIN, "then ran before its promise ended");
+    }
+    future_free(g);
+}
+
 /* ================================================================ driver */
 
 typedef void (*op_fn)(struct input *);
@@ -2017,6 +2142,9 @@ static const op_fn ops[] = {
     op_stats,        op_chan_send,      op_chan_recv,        op_select,       op_get,
     /* scope ops (appended) */
     op_scope_open,   op_scope_run,      op_scope_cancel,     op_scope_close,
+    /* ---- composing: CHAN_FUTURE, async_after, future_then ---- */
+    op_select_future, op_after,         op_then,
+    /* ---- end composing ---- */
 };
 
 static void world_init(void)

@@ -270,8 +270,8 @@ static int do_select(struct rng *g, struct sender *s, struct receiver *r, int64_
             continue;
         if (!send)
             m[k] = (struct msg){ UINT32_MAX, UINT32_MAX };
-        cs[k] = (chan_case_t){ E.ch[c], send ? CHAN_SEND : CHAN_RECV,
-                               c == SIGCH ? NULL : &m[k] };
+        cs[k] = (chan_case_t){ .chan = E.ch[c], .op = send ? CHAN_SEND : CHAN_RECV,
+                               .elem = c == SIGCH ? NULL : &m[k] };
         k++;
     }
     if (k == 0 && deadline == ASYNC_FOREVER)
