@@ -173,6 +173,16 @@ static int after_arm(struct future *rec, int64_t deadline)
     return rc;
 }
 
+/* rec handed to the caller as a handle: the checked build counts handles
+ * (future_free catches a second free by it). */
+static future_t *as_handle(struct future *rec)
+{
+#if ASYNC_CHECKS
+    atomic_fetch_add_explicit(&rec->handles, 1, memory_order_relaxed);
+#endif
+    return rec;
+}
+
 future_t *async_after(int64_t deadline)
 {
     if (async__deadline_valid(deadline)) {
@@ -184,10 +194,10 @@ future_t *async_after(int64_t deadline)
         return NULL;
     struct future *rec = (struct future *)(void *)p;
     if (deadline == ASYNC_FOREVER)
-        return rec;   /* never fires: the promise's hold becomes the handle */
+        return as_handle(rec);   /* never fires: the promise's hold becomes the handle */
     if (async__deadline_passed(deadline) || deadline == 0) {
         promise_complete(p, NULL);
-        return rec;
+        return as_handle(rec);
     }
     async__record_retain(rec);   /* the caller's handle; the hold is the after's */
     int rc = after_arm(rec, deadline);
@@ -197,7 +207,7 @@ future_t *async_after(int64_t deadline)
         errno = rc;
         return NULL;
     }
-    return rec;
+    return as_handle(rec);
 }
 
 /* ------------------------------------------------------- future_then */
