@@ -14,6 +14,9 @@
 #   FUZZ_CFLAGS   extra compiler flags, e.g. -DFUZZ_ACCEPT_LATE_CANCEL to
 #                 accept a known open deviation (test/fuzz/known/README)
 #
+# The library is built checked (-DASYNC_CHECKS=1: its invariant asserts on, as
+# in the sanitizer builds of .ci/run), so a broken invariant is a finding too.
+#
 # The corpus grown by a run stays in $FUZZ_BUILD/corpus; the committed seeds
 # are never written to.
 set -uo pipefail
@@ -42,7 +45,7 @@ aarch64) ctx=(-DASYNC_CTX_UCONTEXT=0 lib/ctx/switch_aarch64.S) ;;
 esac
 "$CC" -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -Wall -Wextra -Werror "${extra_flags[@]}" \
+    -Wall -Wextra -Werror -DASYNC_CHECKS=1 "${extra_flags[@]}" \
     -Iinclude -I"$FUZZ_BUILD/include" -Ilib lib/*.c "${ctx[@]}" test/fuzz/fuzz_api.c \
     -o "$bin" -lpthread -ldl || { echo "fuzz: build FAILED"; exit 1; }
 
