@@ -178,7 +178,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
     bool timer_set = false;
     int rc;
     for (;;) {
-        atomic_store_explicit(&self->state, ASYNC_F_PARKING, memory_order_seq_cst);
+        ASYNC_FIBER_SET(self, ASYNC_F_PARKING, memory_order_seq_cst);
         if (atomic_load_explicit(&w->fired, memory_order_seq_cst)) {
             rc = 0;
             break;
@@ -204,7 +204,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline)
             tblock(self, deadline);
         /* resumed, or back from the thread's wait: look again */
     }
-    atomic_store_explicit(&self->state, ASYNC_F_RUNNING, memory_order_seq_cst);
+    ASYNC_FIBER_SET(self, ASYNC_F_RUNNING, memory_order_seq_cst);
     if (timer_set)
         async__timer_del(pool, &tm);
     return rc;
