@@ -271,6 +271,22 @@ static void *mpsc_pop(struct async_mpsc *q)
     return n;
 }
 
+/* Test hooks: test/stress/stress_queues.c drives the queue directly. */
+void async__test_mpsc_push(struct async_mpsc *q, void *node)
+{
+    mpsc_push(q, node);
+}
+
+void *async__test_mpsc_pop(struct async_mpsc *q)
+{
+    return mpsc_pop(q);
+}
+
+bool async__test_mpsc_empty(struct async_mpsc *q)
+{
+    return mpsc_empty(q);
+}
+
 /* For pool.c's teardown (no worker left): the next queued record, waiting
  * out a producer that is finishing its link; NULL when empty. */
 struct future *async__inject_pop_all_leftover(struct async_pool *pool)
