@@ -200,7 +200,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable
     bool timer_set = false;
     int rc;
     for (;;) {
-        atomic_store_explicit(&self->state, ASYNC_F_PARKING, memory_order_seq_cst);
+        ASYNC_FIBER_SET(self, ASYNC_F_PARKING, memory_order_seq_cst);
         if (atomic_load_explicit(&w->fired, memory_order_seq_cst)) {
             rc = 0;
             break;
@@ -226,7 +226,7 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable
             tblock(self, deadline, cancellable);
         /* resumed, or back from the thread's wait: look again */
     }
-    atomic_store_explicit(&self->state, ASYNC_F_RUNNING, memory_order_seq_cst);
+    ASYNC_FIBER_SET(self, ASYNC_F_RUNNING, memory_order_seq_cst);
     if (timer_set)
         async__timer_del(pool, &tm);
     return rc;

@@ -313,7 +313,7 @@ void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn)
     f->ndefers = 0;
     f->pool = NULL;
     f->asan_fake = NULL;
-    atomic_store_explicit(&f->state, ASYNC_F_RUNNING, memory_order_relaxed);
+    ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
 }
 
 struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn fn)
@@ -464,6 +464,8 @@ void *async__fiber_switch(struct async_fiber *from, struct async_fiber *to,
                           void *transfer, bool leaving)
 {
     async__fiber_check(from);
+    /* no short lock is held across a switch */
+    ASYNC_ASSERT(async__locks_held() == 0);
 #ifdef ASYNC_ASAN
     if (!to->lo)
         thread_bounds(to);

@@ -141,6 +141,13 @@ _Noreturn void async__abort(const char *file, int line, const char *what);
 #else
 #  define ASYNC_ASSERT(pred) ((void)sizeof(!(pred)))
 #endif
+/* Decrement a count that must never go below zero (the checked build
+ * asserts it was positive; otherwise a plain fetch_sub). */
+#define ASYNC_DEC(obj, mo)                                                   \
+    do {                                                                     \
+        long long async_old_ = (long long)atomic_fetch_sub_explicit((obj), 1, (mo)); \
+        ASYNC_ASSERT(async_old_ > 0);                                        \
+    } while (0)
 
 /* Misuse of the API caught (checks.c): print "libasync: call(obj): what"
  * and abort. */
@@ -243,6 +250,35 @@ enum {
     ASYNC_F_RUNNABLE,      /* in a run queue */
     ASYNC_F_TBLOCK,        /* waits on its worker's parker (no stack to switch to) */
 };
+/* The edges of the fiber state machine (sched.c's opening comment lists
+ * them, with who takes each): `from -> to` is one of them. */
+static inline bool async__fiber_edge(uint32_t from, uint32_t to)
+{
+#define ASYNC_FE(s) (1u << ASYNC_F_##s)
+    static const unsigned char next[] = {
+        [ASYNC_F_FREE]     = ASYNC_FE(RUNNING),
+        [ASYNC_F_RUNNING]  = ASYNC_FE(PARKING) | ASYNC_FE(RUNNABLE) | ASYNC_FE(FREE),
+        [ASYNC_F_PARKING]  = ASYNC_FE(RUNNING) | ASYNC_FE(PARKED) | ASYNC_FE(WOKEN) |
+                             ASYNC_FE(TBLOCK),
+        [ASYNC_F_PARKED]   = ASYNC_FE(RUNNABLE),
+        [ASYNC_F_WOKEN]    = ASYNC_FE(RUNNABLE) | ASYNC_FE(PARKING) | ASYNC_FE(RUNNING),
+        [ASYNC_F_RUNNABLE] = ASYNC_FE(RUNNING),
+        [ASYNC_F_TBLOCK]   = ASYNC_FE(RUNNING),
+    };
+#undef ASYNC_FE
+    return from < sizeof next && (next[from] >> to & 1u);
+}
+/* Move a fiber to state `to` with a plain store; in the checked build the
+ * store is an exchange and the edge it took is asserted. */
+#if ASYNC_CHECKS
+#  define ASYNC_FIBER_SET(f, to, mo)                                         \
+    do {                                                                     \
+        uint32_t async_from_ = atomic_exchange_explicit(&(f)->state, (to), (mo)); \
+        ASYNC_ASSERT(async__fiber_edge(async_from_, (to)));                  \
+    } while (0)
+#else
+#  define ASYNC_FIBER_SET(f, to, mo) atomic_store_explicit(&(f)->state, (to), (mo))
+#endif
 
 /* One task run on a fiber, as the dump sees it (dump.c): the record's
  * address (the task id, never dereferenced through here), its function and
@@ -324,6 +360,11 @@ struct async_tls {
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;
     bool                 listed;
+#if ASYNC_CHECKS
+    unsigned             nheld;   /* short locks this thread holds, and */
+    unsigned             nrec;    /*   how many of them are in held[] */
+    const void          *held[8]; /*   (async__lock, park.c) */
+#endif
 };
 
 /* initial-exec: a TLS access is one instruction, not a call to
@@ -473,15 +514,67 @@ void async__target_walk(void (*fn)(uintptr_t target, void *ctx), void *ctx);
 typedef struct { _Atomic uint32_t word; } async_lock_t;
 void async__lock_slow(async_lock_t *l);
 void async__unlock_slow(async_lock_t *l);
+/*
+ * Checked builds track which short locks each thread holds (in its
+ * struct async_tls, read through async__tls_get: a lock is never held across
+ * a switch, so the thread cannot change in between): a function whose name
+ * says `_locked` asserts that the calling thread holds the lock, an unlock
+ * that the thread holds, and a fiber switch or a park that it holds none.
+ * The first 8 are recorded; beyond them (select locks every channel it
+ * waits on) ownership falls back to "the word is nonzero".
+ */
+#if ASYNC_CHECKS
+static inline void async__held_add(const async_lock_t *l)
+{
+    struct async_tls *t = async__tls_get();
+    if (t->nrec < sizeof t->held / sizeof t->held[0])
+        t->held[t->nrec++] = l;
+    t->nheld++;
+}
+static inline void async__held_del(const async_lock_t *l)
+{
+    struct async_tls *t = async__tls_get();
+    for (unsigned i = 0; i < t->nrec; i++)
+        if (t->held[i] == l) {
+            t->held[i] = t->held[--t->nrec];
+            break;
+        }
+    /* an unlock of a lock this thread does not hold */
+    ASYNC_ASSERT(t->nheld > t->nrec);
+    t->nheld--;
+}
+/* Does the calling thread hold l? */
+static inline bool async__lock_mine(const async_lock_t *l)
+{
+    struct async_tls *t = async__tls_get();
+    for (unsigned i = 0; i < t->nrec; i++)
+        if (t->held[i] == l)
+            return true;
+    return t->nheld > t->nrec && atomic_load_explicit(&l->word, memory_order_relaxed) != 0;
+}
+/* Short locks the calling thread holds (0 before a switch or a park). */
+static inline unsigned async__locks_held(void)
+{
+    return async__tls_get()->nheld;
+}
+#else   /* named by asserts, which are not evaluated here */
+static inline void async__held_add(const async_lock_t *l) { (void)l; }
+static inline void async__held_del(const async_lock_t *l) { (void)l; }
+static inline bool async__lock_mine(const async_lock_t *l) { (void)l; return true; }
+static inline unsigned async__locks_held(void) { return 0; }
+#endif
 static inline void async__lock(async_lock_t *l)
 {
     uint32_t zero = 0;
     if (!atomic_compare_exchange_strong_explicit(&l->word, &zero, 1,
             memory_order_acquire, memory_order_relaxed))
         async__lock_slow(l);
+    async__held_add(l);
 }
 static inline void async__unlock(async_lock_t *l)
 {
+    ASYNC_ASSERT(atomic_load_explicit(&l->word, memory_order_relaxed) != 0);
+    async__held_del(l);
     if (atomic_exchange_explicit(&l->word, 0, memory_order_release) != 1)
         async__unlock_slow(l);
 }
@@ -691,6 +784,8 @@ enum {
                                    handle is released leaving only the timer's
                                    reference on a pending record, the release
                                    calls async__orphan_hook, which cancels it */
+    ASYNC_RF_QUEUED = 1u << 6,  /* checked builds: the task entered a run
+                                   queue (once in its life; sched.c) */
 };
 
 /*
@@ -846,7 +941,8 @@ void async__record_release(struct future *f);
 extern void (*_Atomic async__orphan_hook)(struct future *f);
 static inline void async__record_retain(struct future *f)
 {
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    uint32_t old = atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    ASYNC_ASSERT(old != 0 && old != UINT32_MAX);   /* a dead record, or a wrap */
 }
 /* CAS PENDING -> RUNNING: true when the caller now owns the run. */
 static inline bool async__task_claim(struct future *f)

@@ -161,6 +161,7 @@ uint32_t async__parker_id(const struct async_parker *p)
 
 void async__park(struct async_parker *p, int64_t deadline)
 {
+    ASYNC_ASSERT(async__locks_held() == 0);   /* none is held across a park */
     if (atomic_fetch_sub_explicit(&p->state, 1, memory_order_acquire) == P_NOTIFIED)
         return;   /* consumed a permit: NOTIFIED -> EMPTY */
 #if ASYNC_HAVE_FUTEX

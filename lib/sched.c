@@ -60,12 +60,22 @@
  *   FREE -> RUNNING          taken from a cache (async__fiber_reset)
  *   RUNNING -> PARKING       its task is about to park (block.c)
  *   PARKING -> RUNNING       the task found a reason not to park after all
+ *   WOKEN -> RUNNING         the same, after a wake came meanwhile
  *   PARKING -> PARKED        the landing side, after the switch
  *   PARKING -> WOKEN         a wake before the switch completed
+ *   PARKING -> TBLOCK        no stack to switch to: it waits on its worker's
+ *                            parker (block.c); a wake or its own timeout or
+ *                            cancellation makes it RUNNING (TBLOCK -> RUNNING)
+ *   WOKEN -> PARKING         it found itself woken instead of blocking and
+ *                            looks again (block.c)
  *   WOKEN -> RUNNABLE        the landing side, which then queues it
  *   PARKED -> RUNNABLE       a wake; queued through async__ready_hook
  *   RUNNABLE -> RUNNING      the worker that resumes it
+ *   RUNNING -> RUNNABLE      it yields (the landing side queues it)
  *   RUNNING -> FREE          released (a loop fiber left for good)
+ * internal.h's async__fiber_edge holds this list; the checked build asserts
+ * every plain store against it (ASYNC_FIBER_SET), and a fiber resumed twice
+ * (queued twice) breaks RUNNABLE -> RUNNING.
  *
  * Lost wake-ups are excluded by a Dekker pair of seq_cst fences:
  *   submitter: publish work; fence; read nsearching and nidle.
@@ -214,6 +224,7 @@ static void mpsc_push(struct async_mpsc *q, void *node)
 /* Under q->lock. NULL when empty or when a producer is mid-push. */
 static void *mpsc_pop_locked(struct async_mpsc *q)
 {
+    ASYNC_ASSERT(async__lock_mine(&q->lock));
     struct async_qnode *stub = q->stub;
     struct async_qnode *tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     struct async_qnode *next = atomic_load_explicit(&tail->next, memory_order_acquire);
@@ -259,6 +270,22 @@ static void *mpsc_pop(struct async_mpsc *q)
     void *n = mpsc_pop_locked(q);
     async__unlock(&q->lock);
     return n;
+}
+
+/* Test hooks: test/stress/stress_queues.c drives the queue directly. */
+void async__test_mpsc_push(struct async_mpsc *q, void *node)
+{
+    mpsc_push(q, node);
+}
+
+void *async__test_mpsc_pop(struct async_mpsc *q)
+{
+    return mpsc_pop(q);
+}
+
+bool async__test_mpsc_empty(struct async_mpsc *q)
+{
+    return mpsc_empty(q);
 }
 
 /* For pool.c's teardown (no worker left): the next queued record, waiting
@@ -312,7 +339,7 @@ static bool wake_one(struct async_pool *pool)
         w->idle = false;
         w->searching = true;
         atomic_fetch_add_explicit(&pool->nsearching, 1, memory_order_seq_cst);
-        atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+        ASYNC_DEC(&pool->nidle, memory_order_seq_cst);
     }
     ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
     if (w)
@@ -327,7 +354,7 @@ void async__wake_all_idle(struct async_pool *pool)
     pool->idle_top = NULL;
     for (struct async_worker *w = list; w; w = w->idle_next) {
         w->idle = false;
-        atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+        ASYNC_DEC(&pool->nidle, memory_order_seq_cst);
         async__unpark(w->parker);   /* type-stable parker: safe under the lock */
     }
     ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
@@ -349,6 +376,8 @@ static void idle_push(struct async_worker *w)
 static void idle_remove_locked(struct async_worker *w)
 {
     struct async_pool *pool = w->pool;
+    /* held by someone (a pthread mutex cannot say by whom) */
+    ASYNC_ASSERT(pthread_mutex_trylock(&pool->idle_lock) == EBUSY);
     if (!w->idle)
         return;
     struct async_worker **pp = &pool->idle_top;
@@ -356,7 +385,7 @@ static void idle_remove_locked(struct async_worker *w)
         pp = &(*pp)->idle_next;
     *pp = w->idle_next;
     w->idle = false;
-    atomic_fetch_sub_explicit(&pool->nidle, 1, memory_order_seq_cst);
+    ASYNC_DEC(&pool->nidle, memory_order_seq_cst);
 }
 
 static void idle_remove(struct async_worker *w)
@@ -370,7 +399,7 @@ static void stop_searching(struct async_worker *w)
 {
     if (w->searching) {
         w->searching = false;
-        atomic_fetch_sub_explicit(&w->pool->nsearching, 1, memory_order_seq_cst);
+        ASYNC_DEC(&w->pool->nsearching, memory_order_seq_cst);
     }
 }
 
@@ -431,6 +460,7 @@ static struct async_worker *worker_new(struct async_pool *pool, unsigned index)
 /* Start one more worker; pool->lock held. 0 or an errno code. */
 int async__spawn_locked(struct async_pool *pool)
 {
+    ASYNC_ASSERT(pthread_mutex_trylock(&pool->lock) == EBUSY);
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_relaxed);
     struct async_worker *w = NULL;
     for (unsigned s = 0; s < n && !w; s++)
@@ -456,7 +486,7 @@ int async__spawn_locked(struct async_pool *pool)
     w->dead = false;
     int rc = async__thread_create(&w->thread, worker_main, w);
     if (rc) {
-        atomic_fetch_sub(&pool->nalive, 1);
+        ASYNC_DEC(&pool->nalive, memory_order_seq_cst);
         w->dead = true;
         return rc;
     }
@@ -533,7 +563,7 @@ void async__block_exit(void)
     if (!w)
         return;
     struct async_pool *wp = w->pool;
-    atomic_fetch_sub_explicit(&wp->nblocked, 1, memory_order_seq_cst);
+    ASYNC_DEC(&wp->nblocked, memory_order_seq_cst);
 }
 
 /* A blocked worker whose pool could not start a replacement tries again
@@ -579,13 +609,13 @@ static struct async_fiber *cache_get(struct async_worker *w)
 static void cache_put(struct async_worker *w, struct async_fiber *f)
 {
     if (w->ncache < FIBER_CACHE) {
-        atomic_store_explicit(&f->state, ASYNC_F_FREE, memory_order_release);
+        ASYNC_FIBER_SET(f, ASYNC_F_FREE, memory_order_release);
         atomic_store_explicit(&f->next, w->cache, memory_order_relaxed);
         w->cache = f;
         w->ncache++;
         return;
     }
-    atomic_fetch_sub_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+    ASYNC_DEC(&w->pool->nstacks, memory_order_relaxed);
     async__fiber_release(f);
 }
 
@@ -594,7 +624,7 @@ static void cache_flush(struct async_worker *w)
     while (w->cache) {
         struct async_fiber *f = w->cache;
         w->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
-        atomic_fetch_sub_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+        ASYNC_DEC(&w->pool->nstacks, memory_order_relaxed);
         async__fiber_release(f);
     }
     w->ncache = 0;
@@ -626,7 +656,7 @@ static void fiber_push(struct async_fiber *f, bool runnext)
     mpsc_push(&pool->finj, f);
     ASYNC_TEST_WINDOW();
     async__signal_work(pool);
-    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
+    ASYNC_DEC(&pool->ext_touching, memory_order_release);
 }
 
 static void ready(struct async_fiber *f)
@@ -657,13 +687,14 @@ static void land(void *transfer)
         if (!atomic_compare_exchange_strong_explicit(&prev->state, &s, ASYNC_F_PARKED,
                 memory_order_seq_cst, memory_order_seq_cst)) {
             /* WOKEN: a wake came while it was switching away */
-            atomic_store_explicit(&prev->state, ASYNC_F_RUNNABLE, memory_order_relaxed);
+            ASYNC_ASSERT(s == ASYNC_F_WOKEN);
+            ASYNC_FIBER_SET(prev, ASYNC_F_RUNNABLE, memory_order_relaxed);
             fiber_push(prev, false);
         }
         break;
     }
     case T_YIELD:
-        atomic_store_explicit(&prev->state, ASYNC_F_RUNNABLE, memory_order_relaxed);
+        ASYNC_FIBER_SET(prev, ASYNC_F_RUNNABLE, memory_order_relaxed);
         mpsc_push(&prev->pool->finj, prev);
         async__signal_work(prev->pool);
         break;
@@ -708,7 +739,7 @@ static void *switch_to(struct async_fiber *self, struct async_fiber *to, uintptr
 /* From the loop: run the parked task on f; this stack is left for good. */
 _Noreturn static void resume(struct async_worker *w, struct async_fiber *f)
 {
-    atomic_store_explicit(&f->state, ASYNC_F_RUNNING, memory_order_relaxed);
+    ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
     wcount(w, ASYNC_C_RESUMED);
     switch_to(async__fiber_self(), f, T_RELEASE, true);
     async__abort(__FILE__, __LINE__, "a released fiber was resumed");
@@ -728,7 +759,7 @@ bool async__fiber_park(struct async_fiber *self)
         atomic_load_explicit(&w->runnext, memory_order_relaxed) &&
         (next = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acq_rel)) != NULL) {
         w->streak++;
-        atomic_store_explicit(&next->state, ASYNC_F_RUNNING, memory_order_relaxed);
+        ASYNC_FIBER_SET(next, ASYNC_F_RUNNING, memory_order_relaxed);
         wcount(w, ASYNC_C_RESUMED);
     } else if ((next = cache_get(w)) == NULL) {
         return false;
@@ -878,8 +909,10 @@ static void *find_work(struct async_worker *w)
          * second worker for nothing every time, and on a small machine it
          * would take the CPU from the very threads doing the hand-off). */
         w->searching = false;
-        if (atomic_fetch_sub_explicit(&pool->nsearching, 1, memory_order_seq_cst) == 1 &&
-            work_visible(pool))
+        unsigned searching = atomic_fetch_sub_explicit(&pool->nsearching, 1,
+                                                       memory_order_seq_cst);
+        ASYNC_ASSERT(searching > 0);
+        if (searching == 1 && work_visible(pool))
             async__signal_work(pool);
     }
     return it;
@@ -893,6 +926,8 @@ void async__pool_count_unrun(struct future *f)
 
 static void run_popped(struct future *f)
 {
+    /* it entered a queue (once: async__pool_submit) */
+    ASYNC_ASSERT(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_QUEUED);
     if (async__task_claim(f))
         async__task_run(f);
     else
@@ -1025,7 +1060,7 @@ static void *worker_main(void *arg)
     stop_searching(w);
     ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
     w->dead = true;
-    atomic_fetch_sub(&pool->nalive, 1);
+    ASYNC_DEC(&pool->nalive, memory_order_seq_cst);
     ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
     /* The parker stays with the worker record (reused by a replacement in
      * this slot), not with the thread. */
@@ -1046,6 +1081,19 @@ static bool accepts(struct async_pool *pool, int ph)
     return cur && cur->pool == pool;   /* own work during a drain */
 }
 
+/* Checked builds: a record enters a run queue once in its life (a second
+ * submission of a record, or a requeue, would run it twice or leak it). */
+static void mark_queued(struct future *f)
+{
+#if ASYNC_CHECKS
+    uint8_t old = atomic_fetch_or_explicit(&f->flags, ASYNC_RF_QUEUED, memory_order_relaxed);
+    ASYNC_ASSERT(!(old & ASYNC_RF_QUEUED));
+    ASYNC_ASSERT(atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_PENDING);
+#else
+    (void)f;
+#endif
+}
+
 int async__pool_submit(struct async_pool *pool, struct future *f)
 {
     struct async_worker *w = async__tls_get()->worker;
@@ -1053,6 +1101,7 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
         if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_acquire)))
             return ECANCELED;
         wcount(w, ASYNC_C_SUBMITTED);
+        mark_queued(f);
         if (async__deque_push(&w->dq, f) != 0)
             mpsc_push(&pool->inj, f);   /* no memory to grow: the shared queue */
         async__signal_work(pool);
@@ -1060,15 +1109,16 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     }
     atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
     if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst))) {
-        atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
+        ASYNC_DEC(&pool->ext_touching, memory_order_release);
         return ECANCELED;
     }
     atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
+    mark_queued(f);
     mpsc_push(&pool->inj, f);
     /* Still pinned: once queued the task may run and end, and a drain
      * finish, before the signal. */
     async__signal_work(pool);
-    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
+    ASYNC_DEC(&pool->ext_touching, memory_order_release);
     return 0;
 }
 
@@ -1120,7 +1170,10 @@ static void outside_leave(struct async_pool *pool)
 {
     /* Read the destroyer before the decrement: after it the pool may go. */
     struct async_parker *d = atomic_load(&pool->destroyer);
-    if (atomic_fetch_sub_explicit(&pool->outside_running, 1, memory_order_seq_cst) == 1 && d)
+    unsigned running = atomic_fetch_sub_explicit(&pool->outside_running, 1,
+                                                 memory_order_seq_cst);
+    ASYNC_ASSERT(running > 0);
+    if (running == 1 && d)
         async__unpark(d);
 }
 

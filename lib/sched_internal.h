@@ -153,6 +153,11 @@ void    async__timers_fini(struct async_pool *pool);
 /* sched.c, for pool.c */
 int  async__mpsc_init(struct async_mpsc *q);
 void async__mpsc_fini(struct async_mpsc *q);
+/* Test hooks (the queue's push, pop and emptiness check, for a stress
+ * program that drives it without a pool); nodes start with `next`. */
+void  async__test_mpsc_push(struct async_mpsc *q, void *node);
+void *async__test_mpsc_pop(struct async_mpsc *q);
+bool  async__test_mpsc_empty(struct async_mpsc *q);
 struct future *async__inject_pop_all_leftover(struct async_pool *pool);
 int  async__spawn_locked(struct async_pool *pool);
 void async__wake_all_idle(struct async_pool *pool);

@@ -178,6 +178,8 @@ static struct future *record_alloc(size_t arg_size)
         struct future *f = t->cache;
         t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
         t->ncache--;
+        /* nobody kept a reference to a freed record */
+        ASYNC_ASSERT(atomic_load_explicit(&f->refs, memory_order_relaxed) == 0);
         return f;
     }
     if (arg_size > SIZE_MAX - ASYNC_ARG_OFFSET) {
@@ -198,6 +200,10 @@ static struct future *record_alloc(size_t arg_size)
 static void record_free(struct future *f)
 {
     struct async_tls *t = async__tls_get();
+#if ASYNC_CHECKS
+    /* cached records have refs == 0: a late release or retain is caught */
+    atomic_store_explicit(&f->refs, 0, memory_order_relaxed);
+#endif
     if (f->size_class && !async__alloc_hooked()) {
         if (t->ncache == CACHE_MAX)
             depot_give(t);
@@ -321,9 +327,16 @@ void async__record_release(struct future *f)
         release_timer(f);
     /* A sole owner needs no atomic read-modify-write: nobody else holds a
      * handle that could take another reference. */
-    if (atomic_load_explicit(&f->refs, memory_order_acquire) != 1 &&
-        atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
-        return;
+    uint32_t refs = atomic_load_explicit(&f->refs, memory_order_acquire);
+    ASYNC_ASSERT(refs != 0);   /* a reference dropped twice, or a freed record */
+    if (refs != 1) {
+        refs = atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel);
+        ASYNC_ASSERT(refs != 0);
+        if (refs != 1)
+            return;
+    }
+    /* the last reference: nobody waits any more */
+    ASYNC_ASSERT(atomic_load_explicit(&f->waiters, memory_order_relaxed) == NULL);
     if (atomic_load_explicit(&f->state, memory_order_relaxed) == ASYNC_S_FAILED) {
         if (!(atomic_load_explicit(&f->flags, memory_order_relaxed) & ASYNC_RF_READ))
             log_unread(f);
@@ -504,7 +517,14 @@ void async__future_complete(struct future *f, uint32_t final, int err, void *val
     } else {
         f->err = ECANCELED;
     }
+    ASYNC_ASSERT(ASYNC_S_DONE(final));
+#if ASYNC_CHECKS
+    /* forward only: RUNNING (a task) or COMPLETING (a promise) to final */
+    uint32_t from = atomic_exchange_explicit(&f->state, final, memory_order_seq_cst);
+    ASYNC_ASSERT(from == ASYNC_S_RUNNING || from == ASYNC_S_COMPLETING);
+#else
     atomic_store_explicit(&f->state, final, memory_order_seq_cst);
+#endif
     after_final_store(f);
 }
 

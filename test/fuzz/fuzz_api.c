@@ -34,6 +34,10 @@
  * each task must have run exactly once or never (cancelled), with its
  * deferred functions run last in first out; then everything is freed, so
  * LeakSanitizer sees a clean slate between inputs.
+ * An input may also destroy its pool midway, while a second thread cancels
+ * or gets one of its tasks and the blocker may still hold the worker (see
+ * "destroy mid-flight"); the input then goes on with a fresh pool, and the
+ * futures of the old one stay live.
  *
  * Built two ways: with -fsanitize=fuzzer (.ci/fuzz.sh), and as a plain
  * program with replay.c that replays the seed corpus and the minimized
@@ -41,6 +45,7 @@
  */
 #include <async.h>
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -387,6 +392,8 @@ struct mtask {
     struct outcome out[4];       /* the outcomes it may still reach */
     int            gate;         /* K_BLOCKER: promise slot, generation */
     unsigned       gate_gen;
+    bool           retired;      /* its pool was destroyed mid-input: not
+                                    in the current pool's counters */
 };
 
 struct mprom {
@@ -812,7 +819,8 @@ static void check_stats(void)
 {
     struct bounds b = { .submitted = { W.submitted, W.submitted }, .exact_queue = true };
     for (unsigned i = 0; i < W.ntask; i++)
-        task_bounds(&W.task[i], &b);
+        if (!W.task[i].retired)
+            task_bounds(&W.task[i], &b);
     async_pool_stats_t st;
     EXPECT(async_pool_stats(W.pool, &st) == 0, "async_pool_stats failed");
     expect_in("submitted", st.submitted, b.submitted);
@@ -2130,6 +2138,197 @@ static void op_then(struct input *in)
     future_free(g);
 }
 
+
+/* =================================================== destroy mid-flight
+ *
+ * (A block of its own: op_destroy_midflight and its helpers.)
+ *
+ * The pool is destroyed, with ASYNC_DRAIN or ASYNC_CANCEL, while a second
+ * thread acts on it: it cancels a task, or gets one (which runs it inline
+ * when it is still queued), and, for a drain that would otherwise wait for
+ * the blocker holding the worker, opens the blocker's gate or cancels the
+ * blocker. The tasks in flight at that moment may be queued, blocked (the
+ * blocker), being cancelled, or claimed inline by the helper. Afterwards
+ * every future of the destroyed pool must be done with an outcome the model
+ * allows, each task run exactly once or never, and the helper's answers
+ * must agree with the outcomes; the handles stay live (the input goes on
+ * with them) and a fresh pool takes the old one's place.
+ */
+
+/* The one pool every input uses (one worker, no replacement). */
+static void pool_new(void)
+{
+    async_pool_config_t cfg = {
+        .threads = 1, .max_threads = 1, .name = "fuzz", .log = log_hook, .log_ctx = &W.log,
+    };
+    W.pool = async_pool_create(&cfg);
+    EXPECT(W.pool, "async_pool_create failed: errno %d", errno);
+    W.holder = -1;
+    W.submitted = 0;
+    atomic_store(&W.log.panics, 0);
+    atomic_store(&W.log.saturated, 0);
+    atomic_store(&W.log.other, 0);
+}
+
+enum { MF_NONE, MF_CANCEL, MF_GET, NMF };
+enum { MF_OPEN_GATE, MF_CANCEL_BLOCKER };
+
+struct midflight {
+    unsigned    action;     /* MF_*, on `target` */
+    future_t   *target;
+    unsigned    release;    /* MF_OPEN_GATE or MF_CANCEL_BLOCKER, when: */
+    bool        do_release; /*   the holder must be released (a drain) */
+    promise_t  *gate;       /* the holder's gate */
+    future_t   *blocker;    /* the holder's handle */
+    unsigned    delay;      /* busy turns before acting */
+    atomic_int  go;
+    int         rc, release_rc;
+    uintptr_t   value;
+};
+
+static void mf_release(struct midflight *m)
+{
+    if (m->release == MF_OPEN_GATE)
+        m->release_rc = promise_complete(m->gate, (void *)(uintptr_t)7);
+    else
+        m->release_rc = future_cancel(m->blocker);
+}
+
+static void *mf_helper(void *arg)
+{
+    struct midflight *m = arg;
+    while (!atomic_load(&m->go))
+        sched_yield();
+    for (volatile unsigned i = 0; i < m->delay; i++)
+        ;
+    /* a get of the held blocker returns only once it is released */
+    bool release_first = m->do_release && m->action == MF_GET && m->target == m->blocker;
+    if (release_first)
+        mf_release(m);
+    void *v = (void *)(uintptr_t)SENTINEL;
+    if (m->action == MF_CANCEL)
+        m->rc = future_cancel(m->target);
+    else if (m->action == MF_GET)
+        m->rc = future_get(m->target, &v);
+    m->value = (uintptr_t)v;
+    if (m->do_release && !release_first &&
+        !(m->action == MF_CANCEL && m->target == m->blocker))
+        mf_release(m);
+    return NULL;
+}
+
+/* Before the destroy: every outcome each task of the pool may now reach. */
+static void mf_widen(bool cancel, const struct midflight *m, struct mtask *target,
+                     const struct outcome *holder_out)
+{
+    bool worker_freed = m->do_release || (m->action == MF_CANCEL && m->target == m->blocker &&
+                                          m->blocker);
+    for (unsigned i = 0; i < W.ntask; i++) {
+        struct mtask *t = &W.task[i];
+        if (t->retired || t->phase == PH_DONE)
+            continue;
+        if (t->phase == PH_RUNNING) {   /* the holder */
+            t->nout = 0;
+            if (holder_out)
+                add_outcome(t, *holder_out);
+            if (cancel || !holder_out)
+                add_outcome(t, out_failure(ECANCELED, "gate %d", ECANCELED));
+        } else if (cancel || (t == target && m->action == MF_CANCEL)) {
+            /* cancelled while queued, or running when it saw cancellation;
+             * while the blocker holds the worker until the destroy, only
+             * the helper's get can run a queued task before it is
+             * cancelled */
+            if (t->phase == PH_PENDING && cancel && !worker_freed &&
+                !(t == target && m->action == MF_GET))
+                t->nout = 0;
+            add_outcome(t, out_cancelled());
+            add_cancel_alternatives(t);
+        }
+        t->phase = PH_UNSETTLED;
+    }
+}
+
+/* After the destroy: the helper's answers against the final outcomes. */
+static void mf_check_helper(const struct midflight *m, struct mtask *target)
+{
+    if (!target)
+        return;
+    if (m->action == MF_CANCEL) {
+        EXPECT(m->rc == 0 || m->rc == EBUSY || m->rc == EALREADY,
+               "destroy mid-flight: cancel of task %u answered %d", target->rec->id, m->rc);
+        future_state_t c = FUTURE_CANCELLED;
+        if (m->rc == 0)
+            keep_outcomes(target, match_state, &c, "cancel 0 mid-flight");
+        else if (m->rc == EBUSY)
+            EXPECT(atomic_load(&target->rec->runs) == 1,
+                   "destroy mid-flight: cancel of task %u said EBUSY, but it never ran",
+                   target->rec->id);
+    } else if (m->action == MF_GET) {
+        struct got g = { m->rc, m->value };
+        keep_outcomes(target, match_get, &g, "get mid-flight");
+    }
+}
+
+static void op_destroy_midflight(struct input *in)
+{
+    unsigned how = byte(in);
+    unsigned what = byte(in);
+    unsigned slot = byte(in) % NTASK;
+    unsigned delay = byte(in);
+    if (how % 4 != 0)   /* a quarter of the time: the pool usually lives on */
+        return;
+    bool cancel = how & 4u;
+    struct midflight m = { .action = what % NMF, .release = what / NMF % 2,
+                           .delay = (delay % 64) * 40 };
+    struct mtask *target = W.slot[slot] >= 0 ? &W.task[W.slot[slot]] : NULL;
+    if (!target || !target->f)
+        m.action = MF_NONE;
+    if (m.action != MF_NONE)
+        m.target = target->f;
+    struct mtask *holder = W.holder >= 0 ? &W.task[W.holder] : NULL;
+    struct mprom *g = holder ? &W.prom[holder->gate] : NULL;
+    if (holder) {
+        EXPECT(g->p, "model: pending gate without its promise");
+        m.gate = g->p;
+        m.blocker = holder->f;
+        if (!m.blocker)
+            m.release = MF_OPEN_GATE;   /* its handle was freed: only the gate */
+        /* a drain waits for the blocker: the helper must let it go */
+        m.do_release = !cancel || (what & 64u);
+    }
+    note("destroy mid-flight %s: helper %s task %d, %s%s", cancel ? "ASYNC_CANCEL" : "ASYNC_DRAIN",
+         m.action == MF_CANCEL ? "cancels" : m.action == MF_GET ? "gets" : "idles",
+         target && m.action != MF_NONE ? (int)target->rec->id : -1,
+         m.do_release ? (m.release == MF_OPEN_GATE ? "opens the gate" : "cancels the blocker")
+                      : "no release", "");
+    struct outcome open = out_success(7);
+    bool opens = m.do_release && m.release == MF_OPEN_GATE;
+    if (m.action == MF_CANCEL && target == holder && m.do_release)
+        opens = false;   /* its cancel is the release */
+    mf_widen(cancel, &m, m.action != MF_NONE ? target : NULL, opens ? &open : NULL);
+    pthread_t th;
+    EXPECT(pthread_create(&th, NULL, mf_helper, &m) == 0, "pthread_create failed");
+    atomic_store(&m.go, 1);
+    EXPECT(async_pool_destroy(W.pool, cancel ? ASYNC_CANCEL : ASYNC_DRAIN) == 0,
+           "destroy mid-flight: async_pool_destroy failed");
+    EXPECT(pthread_join(th, NULL) == 0, "pthread_join failed");
+    W.pool = NULL;
+    if (holder && m.do_release && (m.release == MF_OPEN_GATE || !m.blocker) &&
+        !(m.action == MF_CANCEL && target == holder))
+        resolve(g, m.release_rc, open);
+    else if (holder && m.do_release && !(m.action == MF_CANCEL && target == holder))
+        EXPECT(m.release_rc == EBUSY || m.release_rc == EALREADY,
+               "destroy mid-flight: cancel of the blocker answered %d", m.release_rc);
+    teardown_check_tasks(false);
+    mf_check_helper(&m, m.action != MF_NONE ? target : NULL);
+    EXPECT(atomic_load(&W.log.other) == 0, "log: unexpected lines");
+    for (unsigned i = 0; i < W.ntask; i++)
+        W.task[i].retired = true;
+    pool_new();
+}
+
+/* ---- end of block: destroy mid-flight ---- */
+
 /* ================================================================ driver */
 
 typedef void (*op_fn)(struct input *);
@@ -2145,6 +2344,9 @@ static const op_fn ops[] = {
     /* ---- composing: CHAN_FUTURE, async_after, future_then ---- */
     op_select_future, op_after,         op_then,
     /* ---- end composing ---- */
+    /* ---- pool destroy mid-flight (block: see "destroy mid-flight") ---- */
+    op_destroy_midflight,
+    /* ---- end of block: pool destroy mid-flight ---- */
 };
 
 static void world_init(void)
@@ -2156,11 +2358,7 @@ static void world_init(void)
     trace_n = 0;
     const char *mode = getenv("ASYNC_STACK_SIZE");
     spin_blocker = !mode || strcmp(mode, "thread") != 0;
-    async_pool_config_t cfg = {
-        .threads = 1, .max_threads = 1, .name = "fuzz", .log = log_hook, .log_ctx = &W.log,
-    };
-    W.pool = async_pool_create(&cfg);
-    EXPECT(W.pool, "async_pool_create failed: errno %d", errno);
+    pool_new();
 }
 
 #ifdef FUZZ_WATCHDOG
