@@ -2,8 +2,9 @@
  * lib/dump.c — seeing inside a running program: async_dump, the signal
  * dump, and the watchdog that reports a pool making no progress.
  *
- * Owns: the list of live pools (pools_lock), the dump, the signal dump's
- * pipe and thread, and each pool's watchdog thread.
+ * Owns: the list of live pools (pools_lock), which the dump walks and the
+ * unread-failure lines look their pool up in (live_log), the dump, the
+ * signal dump's pipe and thread, and each pool's watchdog thread.
  *
  * What the dump reaches, without a registry of records. A task record is 72
  * bytes and a pending one must stay under 100, so records are on no list:
@@ -58,6 +59,7 @@
 #include "sched_internal.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,9 +588,37 @@ static void wd_start(struct async_pool *pool)
 
 /* ------------------------------------------------------ pool.c's calls */
 
-void async__dump_pool_add(struct async_pool *pool)
+/* task.c's async__live_log_hook: a line about a task of pool, whose record
+ * may outlive the pool (a handle freed late). Through the pool's hook while
+ * the pool is listed, the pool pinned meanwhile (its removal waits for its
+ * loggers); else to stderr, naming the pool "(destroyed)". */
+static void live_log(struct async_pool *pool, uintptr_t task, uintptr_t fn, const char *what)
 {
     ASYNC_CHECK(pthread_mutex_lock(&pools_lock));
+    struct async_pool *p = pools;
+    while (p && p != pool)
+        p = p->list_next;
+    if (p)
+        p->loggers++;
+    ASYNC_CHECK(pthread_mutex_unlock(&pools_lock));
+    if (!p) {
+        char line[768];
+        int n = async__describe_named(line, sizeof line, "(destroyed)", task, fn);
+        snprintf(line + n, sizeof line - (size_t)n, ": %s", what);
+        async__pool_log(NULL, line);
+        return;
+    }
+    async__log_task(p, task, fn, "%s", what);
+    ASYNC_CHECK(pthread_mutex_lock(&pools_lock));
+    p->loggers--;
+    ASYNC_CHECK(pthread_mutex_unlock(&pools_lock));
+}
+
+void async__dump_pool_add(struct async_pool *pool)
+{
+    atomic_store_explicit(&async__live_log_hook, live_log, memory_order_release);
+    ASYNC_CHECK(pthread_mutex_lock(&pools_lock));
+    pool->loggers = 0;
     pool->list_prev = NULL;
     pool->list_next = pools;
     if (pools)
@@ -618,5 +648,10 @@ void async__dump_pool_remove(struct async_pool *pool)
     if (pool->list_next)
         pool->list_next->list_prev = pool->list_prev;
     pool->listed = false;
+    while (pool->loggers) {   /* a hook call or two: brief */
+        ASYNC_CHECK(pthread_mutex_unlock(&pools_lock));
+        sched_yield();
+        ASYNC_CHECK(pthread_mutex_lock(&pools_lock));
+    }
     ASYNC_CHECK(pthread_mutex_unlock(&pools_lock));
 }

@@ -57,7 +57,7 @@
  *   registry_lock (park.c), inj_lock, dl_lock (deadline.c), q_lock
  *   (checks.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c)
- *   default_lock > live_lock (pool.c)
+ *   default_lock > pools_lock (pool_free under async_shutdown)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
  *
@@ -915,7 +915,7 @@ static inline bool async__cancel_requested(void)
 void async__pool_log(struct async_pool *pool, const char *line);
 /* Write one line about a task of pool, which may have been destroyed
  * already: "DESCRIBE: what" through its hook if it is alive, else to stderr
- * naming the pool "(destroyed)" (pool.c sets it when it creates its first
+ * naming the pool "(destroyed)" (dump.c sets it when it lists its first
  * pool; it never touches a freed pool). */
 extern void (*_Atomic async__live_log_hook)(struct async_pool *pool, uintptr_t task,
                                            uintptr_t fn, const char *what);

@@ -111,68 +111,6 @@ static size_t config_stack(const async_pool_config_t *cfg)
     return s >= ASYNC_STACK_MIN && s <= ASYNC_STACK_MAX ? s : BAD_STACK;
 }
 
-/* ------------------------------------------------------ live pools */
-
-/* The pools created and not yet freed. A record may be dropped for good
- * long after its pool was destroyed (a handle freed late), and its unread
- * failure is still reported (task.c): through the pool's hook while the pool
- * lives, else to stderr. A logger registers under live_lock before it calls
- * the hook, and a pool leaves the list and waits for its loggers before it is
- * freed. live_lock is a leaf (taken under default_lock by async_shutdown). */
-static pthread_mutex_t    live_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct async_pool *live_head;   /* guarded by live_lock */
-
-static void live_log(struct async_pool *pool, uintptr_t task, uintptr_t fn, const char *what)
-{
-    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
-    struct async_pool *p = live_head;
-    while (p && p != pool)
-        p = p->live_next;
-    if (p)
-        p->live_loggers++;
-    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
-    if (!p) {
-        char line[768];
-        int n = async__describe_named(line, sizeof line, "(destroyed)", task, fn);
-        snprintf(line + n, sizeof line - (size_t)n, ": %s", what);
-        async__pool_log(NULL, line);
-        return;
-    }
-    async__log_task(p, task, fn, "%s", what);
-    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
-    p->live_loggers--;
-    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
-}
-
-static void live_add(struct async_pool *pool)
-{
-    atomic_store_explicit(&async__live_log_hook, live_log, memory_order_release);
-    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
-    pool->live_next = live_head;
-    live_head = pool;
-    pool->live = true;
-    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
-}
-
-/* Unlink pool (if it was linked) and wait until no logger uses it. */
-static void live_remove(struct async_pool *pool)
-{
-    ASYNC_CHECK(pthread_mutex_lock(&live_lock));
-    if (pool->live) {
-        struct async_pool **pp = &live_head;
-        while (*pp != pool)
-            pp = &(*pp)->live_next;
-        *pp = pool->live_next;
-        pool->live = false;
-    }
-    while (pool->live_loggers) {   /* a hook call or two: brief */
-        ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
-        sched_yield();
-        ASYNC_CHECK(pthread_mutex_lock(&live_lock));
-    }
-    ASYNC_CHECK(pthread_mutex_unlock(&live_lock));
-}
-
 /* ------------------------------------------------------ create, free */
 
 static void pool_free(struct async_pool *pool)
@@ -181,8 +119,8 @@ static void pool_free(struct async_pool *pool)
      * futures are cancelled now (compose.c). Their callbacks may complete
      * futures and so queue continuations on other pools: no lock is held. */
     async__timers_drain(pool);
-    async__dump_pool_remove(pool);   /* stops its watchdog; the dump lets go */
-    live_remove(pool);
+    async__dump_pool_remove(pool);   /* stops its watchdog; the dump and the
+                                        unread-failure lines let go */
     unsigned n = atomic_load(&pool->nslots);
     for (unsigned s = 0; s < n; s++) {
         struct async_worker *w = pool->slots[s];
@@ -262,7 +200,6 @@ async_pool_t *async_pool_create(const async_pool_config_t *cfg)
     }
     atomic_store(&pool->threads, started);   /* runs with the workers it got */
     async__dump_pool_add(pool);
-    live_add(pool);
     return pool;
 }
 

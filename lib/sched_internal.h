@@ -88,18 +88,18 @@ struct async_pool {
     _Atomic int64_t      timer_next;         /* heap[0]->when, or INT64_MAX */
     _Atomic size_t       nstacks;            /* stacks this pool's workers hold */
 
-    /* dump.c: the list of live pools (guarded by its pools_lock) and the
+    /* dump.c: the list of live pools (guarded by its pools_lock), which
+     * the dump walks and unread-failure lines look their pool up in, and the
      * watchdog (immutable after create, but wd_stop: atomic) */
     struct async_pool   *list_next, *list_prev;
     bool                 listed;
+    unsigned             loggers;            /* lines being written through the
+                                                hook of this listed pool;
+                                                guarded by pools_lock */
     int64_t              watchdog_ns;        /* $ASYNC_WATCHDOG; 0: none */
     pthread_t            wd_thread;
     struct async_parker *wd_parker;          /* NULL: no watchdog thread */
     _Atomic bool         wd_stop;
-    /* the live pools (pool.c), for lines about records that outlive a pool */
-    struct async_pool   *live_next;          /* guarded by live_lock */
-    unsigned             live_loggers;       /* guarded by live_lock */
-    bool                 live;               /* guarded by live_lock */
     uint32_t             magic;              /* ASYNC_MAGIC_POOL; _FREED once
                                                 freed (checks.c); far from
                                                 the start, which free() reuses */

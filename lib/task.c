@@ -44,7 +44,7 @@
  *
  * Unread failures: the last drop of a FAILED record whose ASYNC_RF_READ bit
  * is clear logs one line (log_unread): through the pool's hook while the
- * pool lives (pool.c's live list, reached through async__live_log_hook),
+ * pool lives (dump.c's list of live pools, through async__live_log_hook),
  * else, and for promises, to stderr. Nothing of the record grows for it.
  *
  * The checked build poisons a record on its last drop and hands it to the
