@@ -155,7 +155,8 @@ static void one_mode(struct tally *t, bool goroutine)
 {
     const char *mode = goroutine ? "goroutine" : "thread";
     async_pool_config_t cfg = { .threads = 2, .name = "stress",
-                                .stack_size = goroutine ? 0 : ASYNC_STACK_THREAD };
+                                .stack_size = goroutine ? (size_t)256 * 1024
+                                                        : ASYNC_STACK_THREAD };
     async_pool_t *pool = async_pool_create(&cfg);
     tally_check(t, pool != NULL, "%s: pool_create failed", mode);
     if (!pool)

@@ -53,7 +53,9 @@ static async_pool_t *wd_pool(bool goroutine, struct tu_log *log)
         .name = "wdtest",
         .log = tu_log_hook,
         .log_ctx = log,
-        .stack_size = goroutine ? 0 : ASYNC_STACK_THREAD,
+        /* a size, not 0: $ASYNC_STACK_SIZE (CI's thread-mode runs) must
+         * not turn the goroutine-mode case into a second thread-mode one */
+        .stack_size = goroutine ? (size_t)256 * 1024 : ASYNC_STACK_THREAD,
     };
     return async_pool_create(&cfg);
 }
