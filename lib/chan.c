@@ -135,7 +135,7 @@ static inline size_t ring_next(const struct chan *c, size_t i)
  * the select will not lock this channel again. The caller moves the value
  * and then, after its unlock, fires the waiter: async__chan_wake.
  */
-static struct async_wnode *wq_take(struct async_wqueue *q, struct chan_wake *cw)
+static inline struct async_wnode *wq_take(struct async_wqueue *q, struct chan_wake *cw)
 {
     struct async_wnode *n;
     while ((n = async__wq_pop(q)) != NULL) {
@@ -153,7 +153,7 @@ static struct async_wnode *wq_take(struct async_wqueue *q, struct chan_wake *cw)
 
 /* Fire a taken waiter and wake it. No lock held: once fired the waiter (on
  * its caller's stack) may be gone, and so may its channel. */
-static void wnode_fire(struct async_wnode *n)
+static inline void wnode_fire(struct async_wnode *n)
 {
     struct async_waiter *w = n->w;
     uintptr_t t = w->target;   /* before the fire */
