@@ -11,10 +11,11 @@
  * PARKING, re-checks (fired, cancelled, deadline passed), and switches away
  * (sched.c); the worker runs other work, and a wake makes the fiber runnable
  * again. Its deadline, if any, is a timer in its pool's heap (timer.c), not
- * a thread. The PARKING store and the read of `fired` that follows are both
- * seq_cst, against the firer's seq_cst CAS on `fired` and read of the state
- * (wait.c): either the firer sees PARKING/PARKED and wakes the fiber, or the
- * fiber sees `fired` and does not park. Cancellation is the same pair with
+ * a thread. The PARKING store and the read of `claim` that follows are both
+ * seq_cst, against the taker's seq_cst CAS on `claim` and its later read of
+ * the state (wait.c): either the taker sees PARKING/PARKED and wakes the
+ * fiber, or the fiber sees itself claimed and does not park; it then waits
+ * the few instructions until the taker fires it (async__waiter_await). Cancellation is the same pair with
  * the cancel flag (future.c) or the pool's phase (pool.c). A fiber that
  * finds no stack to switch to (out of memory) blocks its thread instead
  * (state TBLOCK), as in thread mode.
@@ -201,7 +202,11 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable
     int rc;
     for (;;) {
         ASYNC_FIBER_SET(self, ASYNC_F_PARKING, memory_order_seq_cst);
-        if (atomic_load_explicit(&w->fired, memory_order_seq_cst)) {
+        /* claim, not fired, is the partner of the PARKING store: a taker
+         * claims (seq_cst CAS) before it reads our state to wake us, so the
+         * fire itself may be a plain release store; once claimed, the fire
+         * follows within a few instructions (async__waiter_await below) */
+        if (atomic_load_explicit(&w->claim, memory_order_seq_cst)) {
             rc = 0;
             break;
         }
@@ -229,6 +234,8 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable
     ASYNC_FIBER_SET(self, ASYNC_F_RUNNING, memory_order_seq_cst);
     if (timer_set)
         async__timer_del(pool, &tm);
+    if (rc == 0)
+        async__waiter_await(w);
     return rc;
 }
 

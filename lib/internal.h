@@ -706,9 +706,11 @@ static inline int async__waiter_prepare(struct async_waiter *w, int64_t deadline
  * ASYNC_WAITER_ABANDONED). true when this call won it. */
 static inline bool async__waiter_claim(struct async_waiter *w, uintptr_t value)
 {
+    /* seq_cst: with the wake's seq_cst read of a fiber's state, a Dekker
+     * pair against the fiber's PARKING store and its read of `claim` */
     uintptr_t zero = 0;
     return atomic_compare_exchange_strong_explicit(&w->claim, &zero, value,
-            memory_order_acq_rel, memory_order_relaxed);
+            memory_order_seq_cst, memory_order_relaxed);
 }
 
 /* The claimer is done with the waiter: fire it with its claim's value. The
@@ -716,9 +718,12 @@ static inline bool async__waiter_claim(struct async_waiter *w, uintptr_t value)
  * fired waiter may return at once. */
 static inline void async__waiter_done(struct async_waiter *w, uintptr_t value)
 {
-    /* seq_cst: with the wake's seq_cst read of a fiber's state, a Dekker
-     * pair against the fiber's PARKING store and its read of `fired` */
-    atomic_store_explicit(&w->fired, value, memory_order_seq_cst);
+    /* release: publishes the taker's copies to the waiter's acquire read.
+     * The Dekker pair against a fiber's PARKING store is the claim's
+     * seq_cst CAS with the wake's seq_cst read of the fiber's state (a
+     * fiber parks only while unclaimed: block.c, wait_fiber); a thread's
+     * parker keeps a wake that comes before its park. */
+    atomic_store_explicit(&w->fired, value, memory_order_release);
 }
 
 /* Under the owner's lock: claim and fire in one step. true when this call
