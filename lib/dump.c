@@ -187,22 +187,7 @@ static void snap_one_pool(struct snap_pool *sp, struct async_pool *pool)
     sp->pool = (uintptr_t)pool;
     memcpy(sp->name, pool->h.name, sizeof sp->name);
     sp->goroutine = pool->stacks != NULL;
-    async_pool_stats_t *st = &sp->st;
-    uint64_t c[ASYNC_NCOUNTERS];
-    async__sum_counters(pool, c);
-    memset(st, 0, sizeof *st);
-    st->threads = atomic_load(&pool->nalive);
-    st->peak_threads = atomic_load(&pool->peak);
-    st->blocked = atomic_load(&pool->nblocked);
-    st->idle = atomic_load(&pool->nidle);
-    st->parked = async__pool_parked(pool);
-    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    st->queued = c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
-    st->submitted = c[ASYNC_C_SUBMITTED];
-    st->succeeded = c[ASYNC_C_SUCCEEDED];
-    st->failed = c[ASYNC_C_FAILED];
-    st->cancelled = c[ASYNC_C_CANCELLED];
-    st->stolen = c[ASYNC_C_STOLEN];
+    async__pool_snapshot(pool, &sp->st);
 }
 
 /* Copy what the dump shows: pools (only, or all) and their tasks. */

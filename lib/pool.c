@@ -395,26 +395,6 @@ int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out)
     if (!pool && !(pool = async_default_pool()))
         return errno;
     async__pool_check(pool, "async_pool_stats");
-    uint64_t c[ASYNC_NCOUNTERS];
-    async__sum_counters(pool, c);
-    out->parked = async__pool_parked(pool);
-    out->stacks = atomic_load(&pool->nstacks);
-    /* The fields are read one at a time while workers start, block and
-     * exit (nalive rises before peak does), so make the snapshot agree with
-     * itself: `threads` workers were alive at once, and blocked and idle
-     * workers are alive ones. */
-    unsigned alive = atomic_load(&pool->nalive), peak = atomic_load(&pool->peak);
-    unsigned blocked = atomic_load(&pool->nblocked), idle = atomic_load(&pool->nidle);
-    out->threads = alive;
-    out->peak_threads = peak > alive ? peak : alive;
-    out->blocked = blocked < alive ? blocked : alive;
-    out->idle = idle < alive ? idle : alive;
-    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    out->queued = c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
-    out->submitted = c[ASYNC_C_SUBMITTED];
-    out->succeeded = c[ASYNC_C_SUCCEEDED];
-    out->failed = c[ASYNC_C_FAILED];
-    out->cancelled = c[ASYNC_C_CANCELLED];
-    out->stolen = c[ASYNC_C_STOLEN];
+    async__pool_snapshot(pool, out);
     return 0;
 }

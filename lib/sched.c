@@ -186,6 +186,31 @@ static uint64_t parked_now(struct async_pool *pool)
     return p > r ? p - r : 0;
 }
 
+void async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out)
+{
+    uint64_t c[ASYNC_NCOUNTERS];
+    async__sum_counters(pool, c);
+    out->parked = async__pool_parked(pool);
+    out->stacks = atomic_load(&pool->nstacks);
+    /* The fields are read one at a time while workers start, block and
+     * exit (nalive rises before peak does), so make the snapshot agree with
+     * itself: `threads` workers were alive at once, and blocked and idle
+     * workers are alive ones. */
+    unsigned alive = atomic_load(&pool->nalive), peak = atomic_load(&pool->peak);
+    unsigned blocked = atomic_load(&pool->nblocked), idle = atomic_load(&pool->nidle);
+    out->threads = alive;
+    out->peak_threads = peak > alive ? peak : alive;
+    out->blocked = blocked < alive ? blocked : alive;
+    out->idle = idle < alive ? idle : alive;
+    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
+    out->queued = c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
+    out->submitted = c[ASYNC_C_SUBMITTED];
+    out->succeeded = c[ASYNC_C_SUCCEEDED];
+    out->failed = c[ASYNC_C_FAILED];
+    out->cancelled = c[ASYNC_C_CANCELLED];
+    out->stolen = c[ASYNC_C_STOLEN];
+}
+
 size_t async__pool_parked(struct async_pool *pool)
 {
     return (size_t)parked_now(pool);

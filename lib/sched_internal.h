@@ -131,6 +131,9 @@ int64_t async__block_retry(void);
 bool    async__fiber_park(struct async_fiber *self);
 bool    async__fiber_yield(struct async_fiber *self);
 size_t  async__pool_parked(struct async_pool *pool);
+/* async_pool_stats's snapshot of pool, its fields made to agree with each
+ * other (pool.c, dump.c). */
+void    async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out);
 bool    async__pool_quiet(struct async_pool *pool);
 
 /* timer.c */
