@@ -27,8 +27,9 @@
  *              the pool record it shares with pool.c)
  *   block.c    the one wait loop (async__wait: spin and park a thread, or
  *              park a fiber), sleep, yield
- *   dump.c     the list of live pools, async_dump, the signal dump, the
- *              watchdog (reads fibers, threads and pools; stops nothing)
+ *   dump.c     the list of live pools, async_dump (reads fibers, threads
+ *              and pools; stops nothing)
+ *   watch.c    the signal dump and the watchdog (call dump.c)
  *   pool.c     pool life cycle: create, destroy, the default pool, stats
  *   cycle.c    wait cycles: the links of waiting tasks, the EDEADLK walk
  *   future.c   waiting for futures (inline run, helping), wait_all/any
@@ -55,7 +56,7 @@
  *              lock, so the pool cannot be freed meanwhile (compose.c)
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
  *   registry_lock (park.c), inj_lock, dl_lock (deadline.c), q_lock
- *   (checks.c): leaves
+ *   (checks.c), sig_lock (watch.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c)
  *   default_lock > pools_lock (pool_free under async_shutdown)
  * No internal lock is held while user code (a task, a deferred function, the

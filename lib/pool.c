@@ -119,8 +119,9 @@ static void pool_free(struct async_pool *pool)
      * futures are cancelled now (compose.c). Their callbacks may complete
      * futures and so queue continuations on other pools: no lock is held. */
     async__timers_drain(pool);
-    async__dump_pool_remove(pool);   /* stops its watchdog; the dump and the
-                                        unread-failure lines let go */
+    async__watchdog_stop(pool);
+    async__dump_pool_remove(pool);   /* the dump and the unread-failure
+                                        lines let go */
     unsigned n = atomic_load(&pool->nslots);
     for (unsigned s = 0; s < n; s++) {
         struct async_worker *w = pool->slots[s];
@@ -200,6 +201,7 @@ async_pool_t *async_pool_create(const async_pool_config_t *cfg)
     }
     atomic_store(&pool->threads, started);   /* runs with the workers it got */
     async__dump_pool_add(pool);
+    async__watchdog_start(pool);
     return pool;
 }
 

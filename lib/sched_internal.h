@@ -89,8 +89,8 @@ struct async_pool {
     _Atomic size_t       nstacks;            /* stacks this pool's workers hold */
 
     /* dump.c: the list of live pools (guarded by its pools_lock), which
-     * the dump walks and unread-failure lines look their pool up in, and the
-     * watchdog (immutable after create, but wd_stop: atomic) */
+     * the dump walks and unread-failure lines look their pool up in; and
+     * watch.c: the watchdog (immutable after create, but wd_stop: atomic) */
     struct async_pool   *list_next, *list_prev;
     bool                 listed;
     unsigned             loggers;            /* lines being written through the
@@ -105,12 +105,20 @@ struct async_pool {
                                                 the start, which free() reuses */
 };
 
-/* dump.c, for pool.c: a new pool joins the list the dump walks, and its
- * watchdog starts if $ASYNC_WATCHDOG asks (0, or ENOMEM / EAGAIN when the
- * thread could not start: the pool then runs without one); a pool leaves
- * the list (its watchdog stopped and joined) before it is freed. */
+/* dump.c, for pool.c: a new pool joins the list the dump walks; a pool
+ * leaves it before it is freed. */
 void    async__dump_pool_add(struct async_pool *pool);
 void    async__dump_pool_remove(struct async_pool *pool);
+/* dump.c, for watch.c: is pool stuck (and a signature of everything that
+ * moves when it makes progress, and how many of its tasks wait); log the
+ * "no progress" line and the pool's dump through its hook. */
+bool    async__dump_sample(struct async_pool *pool, uint64_t *sig, size_t *waiting);
+void    async__dump_report(struct async_pool *pool, int64_t stuck_ns, size_t waiting);
+/* watch.c, for pool.c: the pool's watchdog starts, once the pool is listed,
+ * if $ASYNC_WATCHDOG asks (when its thread cannot start, the pool runs
+ * without one); it stops (joined) before the pool leaves the list. */
+void    async__watchdog_start(struct async_pool *pool);
+void    async__watchdog_stop(struct async_pool *pool);
 
 _Static_assert(offsetof(struct async_pool, h) == 0,
                "the layers below read the pool's head at offset 0");
