@@ -3,7 +3,8 @@
 # `dpkg-buildpackage -b -us -uc` from a copy of the working tree (the .debs
 # land next to the copy, not next to this tree), check them with lintian
 # (errors fail), install them with dpkg -i, compile and run the README's
-# example against them with plain `pkg-config`, no paths set, and remove them
+# example against them with plain `pkg-config`, no paths set, check that gdb
+# auto-loads the gdb script with the library, and remove them
 # again so the machine is left as it was. The packaging runs no test suite
 # (DEB_BUILD_OPTIONS=nocheck; debian/rules skips dh_auto_test anyway).
 #
@@ -79,6 +80,16 @@ if (cd "$tmp" && cc -std=c11 app.c $(pkg-config --cflags --libs async) -o app) &
     pass "README example against the packages"
 else
     fail "README example against the packages"
+fi
+
+# gdb auto-loads the package's script with the library: `async tasks` works
+# in a program linked against it with nothing sourced by hand.
+if gdb -nx -batch -ex start -ex 'async tasks' "$tmp/app" >"$tmp/gdb.out" 2>&1 &&
+    grep -Eq '^libasync: [0-9]+ tasks$' "$tmp/gdb.out"; then
+    pass "gdb auto-loads libasync-gdb.py"
+else
+    sed 's/^/    /' "$tmp/gdb.out"
+    fail "gdb auto-loads libasync-gdb.py"
 fi
 
 if man -w future_get >/dev/null 2>&1 && man -w 7 libasync >/dev/null 2>&1; then
