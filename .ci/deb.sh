@@ -18,7 +18,7 @@ tmp=$(mktemp -d) || exit 1
 installed=0
 cleanup() {
     if [ "$installed" -eq 1 ]; then
-        dpkg -r libasync-dev libasync0 >/dev/null || echo "deb: could not remove the packages" >&2
+        dpkg -r libasync0-dbgsym libasync-dev libasync0 >/dev/null || echo "deb: could not remove the packages" >&2
     fi
     rm -rf "$tmp"
 }
@@ -83,7 +83,16 @@ else
 fi
 
 # gdb auto-loads the package's script with the library: `async tasks` works
-# in a program linked against it with nothing sourced by hand.
+# in a program linked against it with nothing sourced by hand, once the
+# library's debug information (libasync0-dbgsym, which dh_strip makes) is
+# there too.
+dbgsym=("$tmp"/libasync0-dbgsym_*.deb)
+if [ -f "${dbgsym[0]}" ] && dpkg -i "${dbgsym[@]}" >"$tmp/dpkg-dbgsym.log" 2>&1; then
+    pass "dpkg -i libasync0-dbgsym"
+else
+    cat "$tmp/dpkg-dbgsym.log" 2>/dev/null
+    fail "dpkg -i libasync0-dbgsym"
+fi
 if gdb -nx -batch -ex start -ex 'async tasks' "$tmp/app" >"$tmp/gdb.out" 2>&1 &&
     grep -Eq '^libasync: [0-9]+ tasks$' "$tmp/gdb.out"; then
     pass "gdb auto-loads libasync-gdb.py"
