@@ -279,12 +279,10 @@ static struct async_fiber *carve(struct async_stack_class *c)
     unsigned i = s->carved;
     struct async_fiber *f = &s->fibers[i];
     char *region = s->base + (size_t)i * c->stride;
-    uint32_t id = async__target_register((uintptr_t)f | ASYNC_TARGET_FIBER);
-    if (!id)
-        return NULL;
-    s->carved++;
+    /* Set up before the registry publishes f (a release store): its walkers
+     * (a pool's destroy waking every target, the dump) read f's state from
+     * then on. A failed registration leaves the slot to the next carve. */
     bool guarded = guard(s, region, ps);
-    f->id = id;
     f->lo = region + ps;
     f->size = c->size;
     f->cls = c;
@@ -292,6 +290,11 @@ static struct async_fiber *carve(struct async_stack_class *c)
     f->canary = guarded ? NULL : (uint64_t *)(void *)f->lo;
     atomic_init(&f->state, ASYNC_F_FREE);
     atomic_init(&f->next, NULL);
+    uint32_t id = async__target_register((uintptr_t)f | ASYNC_TARGET_FIBER);
+    if (!id)
+        return NULL;
+    s->carved++;
+    f->id = id;
 #ifdef ASYNC_TSAN
     f->tsan = __tsan_create_fiber(0);
 #endif

@@ -109,12 +109,9 @@ static struct async_parker *parker_alloc(void)
     p = async__calloc(1, sizeof *p);
     if (!p)
         return NULL;
+    /* Set up before the registry publishes p: a pool's destroy may unpark
+     * every registered target at any moment from then on. */
     atomic_init(&p->state, P_EMPTY);
-    p->id = async__target_register((uintptr_t)p);
-    if (!p->id) {
-        async__free(p);
-        return NULL;
-    }
 #if !ASYNC_HAVE_FUTEX
     pthread_condattr_t ca;
     ASYNC_CHECK(pthread_condattr_init(&ca));
@@ -123,6 +120,15 @@ static struct async_parker *parker_alloc(void)
     ASYNC_CHECK(pthread_cond_init(&p->c, &ca));
     pthread_condattr_destroy(&ca);
 #endif
+    p->id = async__target_register((uintptr_t)p);
+    if (!p->id) {
+#if !ASYNC_HAVE_FUTEX
+        pthread_cond_destroy(&p->c);
+        pthread_mutex_destroy(&p->m);
+#endif
+        async__free(p);
+        return NULL;
+    }
     return p;
 }
 
