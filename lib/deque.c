@@ -13,8 +13,9 @@
  *   entries [top, bottom) are live; only the owner writes bottom and ring;
  *   top only grows, by CAS (thieves, and the owner taking the last entry).
  * Memory order:
- *   push: slot store (relaxed), then bottom store (release) — pairs with the
- *   thief's acquire load of bottom, so a stolen record's fields are visible.
+ *   push: slot store, then bottom store (release) — pairs with the thief's
+ *   acquire load of bottom, so a stolen record's fields are visible. The
+ *   slot store is a release too, for the dump's walk (async__deque_each).
  *   pop/steal: the seq_cst fence between the owner's bottom store and its top
  *   load, and between the thief's top load and bottom load, decides who gets
  *   the last entry (a Dekker pair); the top CAS is seq_cst.
@@ -96,7 +97,9 @@ int async__deque_push(struct async_deque *d, void *f)
         if (!r)
             return ENOMEM;
     }
-    atomic_store_explicit(&r->slot[b & r->mask], f, memory_order_relaxed);
+    /* release: the dump may read the slot without reading bottom after it
+     * (async__deque_each); a plain store on x86-64 */
+    atomic_store_explicit(&r->slot[b & r->mask], f, memory_order_release);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
     return 0;
 }
@@ -147,6 +150,27 @@ void *async__deque_peek_bottom(struct async_deque *d)
         return NULL;
     struct async_ring *r = atomic_load_explicit(&d->ring, memory_order_relaxed);
     return atomic_load_explicit(&r->slot[(b - 1) & r->mask], memory_order_relaxed);
+}
+
+/* For the dump (any thread): each item between top and bottom, read once
+ * and racily (items come and go meanwhile). top and bottom are read seq_cst
+ * after the caller's seq_cst start of its walk (sched.c's
+ * async__pool_each_queued says why that makes every item it reads one that
+ * was still queued when the walk began, or was pushed since). A slot reads
+ * an item pushed in the same or a later lap of the ring (never an older
+ * one: the push that moved bottom past it wrote it first). */
+void async__deque_each(struct async_deque *d, void (*fn)(void *item, void *ctx), void *ctx)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    struct async_ring *r = atomic_load_explicit(&d->ring, memory_order_acquire);
+    if (b - t > r->mask + 1)
+        t = b - (r->mask + 1);   /* top moved on meanwhile: the newest lap */
+    for (int64_t i = t; i < b; i++) {
+        void *it = atomic_load_explicit(&r->slot[i & r->mask], memory_order_acquire);
+        if (it)
+            fn(it, ctx);
+    }
 }
 
 bool async__deque_empty(struct async_deque *d)

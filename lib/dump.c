@@ -16,11 +16,17 @@
  *   - each fiber says which tasks run on it and what the innermost one waits
  *     on (struct async_run_note, struct async_wait_note in internal.h),
  *     written by its runner with a few relaxed stores;
- *   - a pending task (queued, never started) is counted per pool from the
- *     counters, not listed: a queued record may be claimed, run and freed by
- *     another thread at any moment, and the dump holds no reference to it.
- * The dump never dereferences a record: a task id is the record's address,
- * printed, and a waited-on future is named by its address too.
+ *   - a pending task (queued, never started) is found in its pool's run
+ *     queues (sched.c's async__pool_each_queued). Such a record may be
+ *     claimed, run and dropped by another thread at any moment, and the
+ *     dump takes no reference to it: it reads the queues inside a record
+ *     walk (task.c), during which a dropped record is held, not freed, so
+ *     what the walk reads stays readable; it copies the record's state,
+ *     function and pool, and lists it only while it is still PENDING. A
+ *     continuation waiting for its antecedent (future_then) is on no queue
+ *     yet, and not listed.
+ * Otherwise the dump never dereferences a record: a task id is the record's
+ * address, printed, and a waited-on future is named by its address too.
  *
  * A snapshot, racy by design. The dump takes pools_lock (so the pools it
  * lists stay alive while it reads them; only create and destroy take it,
@@ -57,8 +63,9 @@ static struct async_pool *pools;   /* guarded by pools_lock */
 
 /* ------------------------------------------------------------ snapshot */
 
-enum { ST_RUNNING, ST_RUNNABLE, ST_PARKED, ST_BLOCKED };
-static const char *const state_name[] = { "running", "runnable", "parked", "blocked" };
+enum { ST_RUNNING, ST_RUNNABLE, ST_PARKED, ST_BLOCKED, ST_QUEUED };
+static const char *const state_name[] = { "running", "runnable", "parked", "blocked",
+                                          "queued" };
 
 struct snap_task {
     uintptr_t task, fn, pool;
@@ -78,6 +85,7 @@ struct snap_pool {
 
 struct snap {
     uintptr_t          only;         /* one pool, or 0: all */
+    bool               queued;       /* list queued tasks too */
     struct snap_task  *t;
     size_t             nt, capt;
     struct snap_pool  *p;
@@ -167,6 +175,19 @@ static void snap_thread(struct async_fiber *f, void *ctx)
     snap_fiber(ctx, f, false);
 }
 
+/* A record found in a run queue (sched.c), during a record walk. */
+static void snap_queued(struct future *f, void *ctx)
+{
+    if (atomic_load_explicit(&f->state, memory_order_relaxed) != ASYNC_S_PENDING)
+        return;   /* claimed since (its run is on a fiber), or cancelled */
+    struct snap_task t = { 0 };
+    t.task = (uintptr_t)f;
+    t.fn = (uintptr_t)f->fn;
+    t.pool = (uintptr_t)f->pool;
+    t.state = ST_QUEUED;
+    snap_push(ctx, &t);
+}
+
 static void snap_one_pool(struct snap_pool *sp, struct async_pool *pool)
 {
     sp->pool = (uintptr_t)pool;
@@ -193,6 +214,12 @@ static void snap_take(struct snap *s)
             snap_one_pool(&s->p[s->np++], p);
     async__target_walk(snap_target, s);
     async__tls_each(snap_thread, s);
+    if (s->queued) {
+        async__record_walk_begin();
+        for (size_t i = 0; i < s->np; i++)
+            async__pool_each_queued((struct async_pool *)s->p[i].pool, snap_queued, s);
+        async__record_walk_end();
+    }
     ASYNC_CHECK(pthread_mutex_unlock(&pools_lock));
 }
 
@@ -294,7 +321,7 @@ static void put_task(struct text *x, const struct snap_pool *p, const struct sna
 /* The dump's text: a header, then each pool and its tasks, then an end. */
 static int dump_text(struct text *x, uintptr_t only)
 {
-    struct snap s = { .only = only };
+    struct snap s = { .only = only, .queued = true };
     snap_take(&s);
     if (s.oom) {
         snap_free(&s);
@@ -306,7 +333,7 @@ static int dump_text(struct text *x, uintptr_t only)
             listed += s.t[k].pool == s.p[i].pool;
     int64_t now = async_now(), coarse = async__now_coarse();
     put(x, "libasync dump: pid %ld, %zu pools, %zu tasks (task id: the address of its "
-        "record, its future_t; a racy snapshot; queued tasks are counted, not listed)\n",
+        "record, its future_t; a racy snapshot)\n",
         (long)getpid(), s.np, listed);
     for (size_t i = 0; i < s.np; i++) {
         put_pool(x, &s.p[i]);

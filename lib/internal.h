@@ -943,6 +943,15 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
 struct future *async__promise_new(void);
 /* Drop one reference; frees the record (and its message) on the last. */
 void async__record_release(struct future *f);
+/* The dump's walk of the run queues (dump.c, sched.c): between begin and
+ * end, a record whose last reference drops is held, not freed or reused,
+ * so a record read from a queue after begin stays readable until end (the
+ * proof is at async__pool_each_queued). Walks may overlap; the last end
+ * frees what was held. */
+void async__record_walk_begin(void);
+void async__record_walk_end(void);
+/* Test hook: records held now. */
+size_t async__test_records_held(void);
 /* Set by compose.c: cancels an async_after nobody holds (ASYNC_RF_TIMER). */
 extern void (*_Atomic async__orphan_hook)(struct future *f);
 static inline void async__record_retain(struct future *f)
@@ -1003,6 +1012,8 @@ void *async__deque_pop(struct async_deque *d);              /* owner */
 void *async__deque_steal(struct async_deque *d);            /* any thread */
 bool async__deque_empty(struct async_deque *d);
 void *async__deque_peek_bottom(struct async_deque *d);      /* owner */
+void async__deque_each(struct async_deque *d,                /* any thread: */
+                       void (*fn)(void *item, void *ctx), void *ctx);   /* the dump */
 
 /* ------------------------------------------------------------ sched.c */
 

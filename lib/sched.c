@@ -313,6 +313,19 @@ bool async__test_mpsc_empty(struct async_mpsc *q)
     return mpsc_empty(q);
 }
 
+struct each_ctx {
+    void (*fn)(struct future *f, void *ctx);
+    void *ctx;
+};
+
+/* A deque item for async__pool_each_queued: a record, not a fiber. */
+static void each_record(void *it, void *ctx)
+{
+    struct each_ctx *c = ctx;
+    if (!item_fiber(it))
+        c->fn(it, c->ctx);
+}
+
 /* For pool.c's teardown (no worker left): the next queued record, waiting
  * out a producer that is finishing its link; NULL when empty. */
 struct future *async__inject_pop_all_leftover(struct async_pool *pool)
@@ -325,6 +338,41 @@ struct future *async__inject_pop_all_leftover(struct async_pool *pool)
             return f;
         sched_yield();
     }
+}
+
+/* For the dump (dump.c): each task record queued in pool's deques and its
+ * injection queue, as found (fibers are not listed here: the dump reaches
+ * them through the wake-target registry). The caller has begun a record
+ * walk (task.c) and lists only PENDING records: fn may meet a record that
+ * has just been claimed, run or even finished, never a freed one.
+ *
+ * Why no record read here can be freed: a walk's start is a seq_cst
+ * increment of task.c's `walkers`; every last drop of a record reads it
+ * seq_cst, and holds the record if it sees the walk. A record is dropped
+ * only after it left its queue: a thief's seq_cst CAS of top, the owner's
+ * store of bottom followed by a seq_cst fence, or a pop under the injection
+ * queue's lock. If the drop did not see the walk, its read of `walkers`
+ * came before the walk's start in the single order of seq_cst operations,
+ * and so did the removal; the walk's seq_cst loads of top and bottom (or
+ * its taking of the lock) then see the record gone. The injection queue is
+ * walked under its consumers' lock, which pops take: the walk holds up its
+ * pops for as long as it reads (a pointer chase per queued task). */
+void async__pool_each_queued(struct async_pool *pool,
+                             void (*fn)(struct future *f, void *ctx), void *ctx)
+{
+    struct each_ctx c = { fn, ctx };
+    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
+    for (unsigned s = 0; s < n; s++)
+        async__deque_each(&pool->slots[s]->dq, each_record, &c);
+    struct async_mpsc *q = &pool->inj;
+    async__lock(&q->lock);
+    struct async_qnode *node = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    while (node) {
+        if (node != q->stub)
+            fn((struct future *)(void *)node, ctx);
+        node = atomic_load_explicit(&node->next, memory_order_acquire);
+    }
+    async__unlock(&q->lock);
 }
 
 static bool work_visible(struct async_pool *pool)

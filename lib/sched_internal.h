@@ -105,6 +105,10 @@ struct async_pool {
                                                 the start, which free() reuses */
 };
 
+/* sched.c, for dump.c: each task record found queued in pool, during a
+ * record walk (task.c); see its comment. */
+void    async__pool_each_queued(struct async_pool *pool,
+                                void (*fn)(struct future *f, void *ctx), void *ctx);
 /* dump.c, for pool.c: a new pool joins the list the dump walks; a pool
  * leaves it before it is freed. */
 void    async__dump_pool_add(struct async_pool *pool);

@@ -49,6 +49,15 @@
  *
  * The checked build poisons a record on its last drop and hands it to the
  * quarantine (checks.c), which releases it to record_free later.
+ *
+ * Held records. The dump lists queued tasks by reading records it finds in
+ * the run queues, holding no reference (sched.c, async__pool_each_queued).
+ * While a walk runs (`walkers` > 0), a record's last drop puts it on the
+ * `held` list instead of freeing or caching it; the last walk to end frees
+ * the list. `walkers` is read seq_cst on every last drop (a plain load on
+ * x86-64) and changed under held_lock, which also guards `held`, so a drop
+ * that saw a walk either holds its record before the walk's end takes the
+ * list, or sees under the lock that the walk has ended and frees it.
  */
 #include "internal.h"
 
@@ -74,6 +83,11 @@ struct async_defer {
 static async_lock_t   depot_lock;
 static struct future *depot;       /* guarded by depot_lock */
 static unsigned       ndepot;      /* guarded by depot_lock */
+
+static async_lock_t     held_lock;
+static _Atomic unsigned walkers;   /* dump walks in progress; changed under held_lock */
+static struct future   *held;      /* chained through `next`; guarded by held_lock */
+static size_t           nheld;     /* guarded by held_lock */
 
 static pthread_key_t  tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -320,6 +334,64 @@ static void release_timer(struct future *f)
         atomic_load_explicit(&async__orphan_hook, memory_order_acquire)(f);
 }
 
+/* A dead record's memory goes back: to the quarantine (checked build), or
+ * to the caches. */
+static void record_dispose(struct future *f)
+{
+#if ASYNC_CHECKS
+    async__quarantine(f, record_free_any);
+#else
+    record_free(f);
+#endif
+}
+
+/* A walk is on (seen without the lock): hold f until it ends. false: it
+ * ended meanwhile, f is the caller's to dispose of. */
+static bool record_hold(struct future *f)
+{
+    async__lock(&held_lock);
+    bool kept = atomic_load_explicit(&walkers, memory_order_relaxed) != 0;
+    if (kept) {
+        atomic_store_explicit(&f->next, held, memory_order_relaxed);
+        held = f;
+        nheld++;
+    }
+    async__unlock(&held_lock);
+    return kept;
+}
+
+void async__record_walk_begin(void)
+{
+    async__lock(&held_lock);
+    atomic_fetch_add_explicit(&walkers, 1, memory_order_seq_cst);
+    async__unlock(&held_lock);
+}
+
+void async__record_walk_end(void)
+{
+    async__lock(&held_lock);
+    struct future *h = NULL;
+    if (atomic_fetch_sub_explicit(&walkers, 1, memory_order_seq_cst) == 1) {
+        h = held;
+        held = NULL;
+        nheld = 0;
+    }
+    async__unlock(&held_lock);
+    while (h) {
+        struct future *next = atomic_load_explicit(&h->next, memory_order_relaxed);
+        record_dispose(h);
+        h = next;
+    }
+}
+
+size_t async__test_records_held(void)
+{
+    async__lock(&held_lock);
+    size_t n = nheld;
+    async__unlock(&held_lock);
+    return n;
+}
+
 void async__record_release(struct future *f)
 {
     if (ASYNC_UNLIKELY(atomic_load_explicit(&f->flags, memory_order_relaxed) &
@@ -345,10 +417,11 @@ void async__record_release(struct future *f)
     }
 #if ASYNC_CHECKS
     f->magic = ASYNC_MAGIC_FREED;   /* checks.c: poisoned until reused */
-    async__quarantine(f, record_free_any);
-#else
-    record_free(f);
 #endif
+    if (ASYNC_UNLIKELY(atomic_load_explicit(&walkers, memory_order_seq_cst) != 0) &&
+        record_hold(f))
+        return;   /* the dump may be reading it: its walk's end disposes of it */
+    record_dispose(f);
 }
 
 /* --------------------------------------------------------------- run */

@@ -9,7 +9,8 @@
  * until the pool's counters say all 1,000 are parked or blocked, dumps into
  * memory and parses the text back: 1,000 task lines, each task id one of
  * the futures the test holds, each wait the right kind naming the right
- * object. This program is linked with -rdynamic (meson: export_dynamic), so
+ * object. Queued tasks, in a worker's deque and in the injection queue,
+ * are listed too ("state queued"). This program is linked with -rdynamic (meson: export_dynamic), so
  * dladdr names its task functions.
  */
 #include <criterion/criterion.h>
@@ -24,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "internal.h"   /* the record walk and its test hook */
 #include "testutil.h"
 
 #define PER_KIND 200u
@@ -300,6 +302,139 @@ static void running(bool goroutine)
     cr_assert_null(strstr(text, " task 0x"), "%s", text);
     free(text);
     cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+}
+
+/* Queued tasks, in both kinds of run queue: the one worker of a 1-thread
+ * pool runs a task that submits QDEQUE children to its own pool (its
+ * deque) and then holds its thread on a gate (no library wait, so in
+ * goroutine mode too nothing else runs), and main submits QINJ more (the
+ * injection queue). The dump lists each as "state queued", under its own
+ * id and function, and the running task as running. */
+#define QDEQUE 100u
+#define QINJ   150u
+
+static future_t *qchildren[QDEQUE];
+
+void *dump_queued_task(void *arg);
+void *dump_parent_task(void *arg);
+
+void *dump_queued_task(void *arg)
+{
+    return arg;
+}
+
+void *dump_parent_task(void *arg)
+{
+    async_pool_t *pool = arg;
+    for (unsigned i = 0; i < QDEQUE; i++)
+        qchildren[i] = async_run_on(pool, dump_queued_task, NULL);
+    tu_gate_open(&run_started);
+    tu_gate_wait(&run_go);
+    return NULL;
+}
+
+static void queued(bool goroutine)
+{
+    atomic_store(&run_started.open, 0);
+    atomic_store(&run_go.open, 0);
+    async_pool_t *pool = dpool(goroutine, 1, NULL);
+    future_t *parent = async_run_on(pool, dump_parent_task, pool);
+    cr_assert_not_null(parent);
+    cr_assert(tu_gate_wait(&run_started));
+    future_t *all[QDEQUE + QINJ];
+    for (unsigned i = 0; i < QDEQUE; i++)
+        cr_assert_not_null(all[i] = qchildren[i]);
+    for (unsigned i = 0; i < QINJ; i++)
+        cr_assert_not_null(all[QDEQUE + i] = async_run_on(pool, dump_queued_task, NULL));
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    cr_assert_eq(async_dump(mem), 0);
+    fclose(mem);
+    char want[256];
+    snprintf(want, sizeof want, "pool dumptest task %p fn dump_parent_task state running\n",
+             (void *)parent);
+    cr_assert(strstr(text, want), "no \"%s\" in:\n%s", want, text);
+    unsigned header = 0, lines = 0, bad_lines = 0, seen[QDEQUE + QINJ] = { 0 };
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        uintptr_t id;
+        char fn[128], state[32];
+        unsigned n;
+        if (sscanf(line, "libasync dump: pid %*d, %*u pools, %u tasks", &n) == 1)
+            header = n;
+        if (sscanf(line, "pool dumptest task 0x%" SCNxPTR " fn %127s state %31s", &id, fn,
+                   state) != 3 || strcmp(state, "queued") != 0)
+            continue;
+        lines++;
+        unsigned k = 0;
+        while (k < QDEQUE + QINJ && (uintptr_t)all[k] != id)
+            k++;
+        if (k == QDEQUE + QINJ || strcmp(fn, "dump_queued_task") != 0 || seen[k]++)
+            bad_lines++;
+    }
+    free(text);
+    cr_assert_eq(bad_lines, 0, "%u queued lines with a wrong id or function", bad_lines);
+    cr_assert_eq(lines, QDEQUE + QINJ, "%u queued lines", lines);
+    cr_assert_eq(header, QDEQUE + QINJ + 1, "header: %u tasks", header);
+
+    tu_gate_open(&run_go);
+    cr_assert_eq(tu_get(parent, NULL), 0);
+    future_free(parent);
+    for (unsigned i = 0; i < QDEQUE + QINJ; i++) {
+        cr_assert_eq(tu_get(all[i], NULL), 0);
+        future_free(all[i]);
+    }
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+}
+
+Test(dump, queued_tasks_goroutine_mode)
+{
+    queued(true);
+}
+
+Test(dump, queued_tasks_thread_mode)
+{
+    queued(false);
+}
+
+/* The record walk (lib/task.c): while a walk is on, a record's last drop
+ * holds it instead of freeing it; the last walk to end frees them all, and
+ * then nothing is held (ASan and the checked build's quarantine see them
+ * go back as usual). */
+Test(dump, records_dropped_during_a_walk_are_held_until_it_ends)
+{
+    cr_assert_eq(async__test_records_held(), 0);
+    async__record_walk_begin();
+    async__record_walk_begin();   /* walks may overlap */
+    for (int i = 0; i < 50; i++) {   /* last drops on this thread */
+        promise_t *p = promise_make();
+        cr_assert_not_null(p);
+        future_t *f = promise_future(p);
+        cr_assert_eq(promise_complete(p, NULL), 0);
+        cr_assert_eq(future_get(f, NULL), 0);
+        future_free(f);
+        promise_free(p);
+    }
+    async_pool_t *pool = dpool(true, 1, NULL);
+    future_t *fs[50];
+    for (int i = 0; i < 50; i++)
+        cr_assert_not_null(fs[i] = async_run_on(pool, dump_queued_task, NULL));
+    for (int i = 0; i < 50; i++) {
+        cr_assert_eq(tu_get(fs[i], NULL), 0);
+        future_free(fs[i]);
+    }
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+    cr_assert_eq(async__test_records_held(), 100, "%zu held", async__test_records_held());
+    async__record_walk_end();
+    cr_assert_eq(async__test_records_held(), 100, "the other walk is still on");
+    async__record_walk_end();
+    cr_assert_eq(async__test_records_held(), 0);
+    promise_t *p = promise_make();   /* and a drop after the walks is not held */
+    cr_assert_eq(promise_complete(p, NULL), 0);
+    future_free(promise_future(p));
+    promise_free(p);
+    cr_assert_eq(async__test_records_held(), 0);
 }
 
 Test(dump, running_task_goroutine_mode)

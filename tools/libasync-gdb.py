@@ -5,7 +5,8 @@
 #   gdb PROGRAM CORE -x tools/libasync-gdb.py
 #
 # Commands:
-#   async tasks        every unfinished task the process holds, one line each,
+#   async tasks        every task that has started and not finished (queued
+#                      tasks are not listed: async_dump lists them), one line each,
 #                      as async_dump writes them: pool, task id (the record's
 #                      address, its future_t *), function, state, and what a
 #                      blocked task waits on.

@@ -206,15 +206,13 @@ ASYNC_API int async_pool_stats(async_pool_t *pool, async_pool_stats_t *out);
  *                  unfinished tasks. SYMBOL is the task function's name
  *                  where dladdr(3) finds one (link the program with
  *                  -rdynamic for its own functions), else its address.
- *                  STATE is running, runnable, parked (goroutine mode) or
- *                  blocked (a thread held). WAIT is future 0xID, promise
+ *                  STATE is running, runnable, parked (goroutine mode),
+ *                  blocked (a thread held) or queued (not started yet). WAIT is future 0xID, promise
  *                  0xID, any N (future_wait_any), chan 0xADDR send|recv,
  *                  select N (cases with a channel), sleep, or inline 0xID
  *                  (it runs that task on its own stack while waiting for
  *                  it); S how long it has waited, D how far its deadline is
- *                  (negative: passed) or none. Tasks queued and not yet
- *                  started are counted (queued), not listed. See README,
- *                  "Debugging".
+ *                  (negative: passed) or none. See README, "Debugging".
  *   Blocks:        no: it stops no pool and waits for no task; it takes a
  *                  short internal lock that pool create and destroy take too.
  *                  The text is a snapshot taken while the pools run: a task

@@ -8,8 +8,10 @@
  * be well formed (a header, an end line, and task lines that parse, each
  * naming a pool listed above it), never list more tasks than can be alive,
  * and the whole must stay clean under ThreadSanitizer and AddressSanitizer
- * (the dump reads fibers and threads of tasks that are finishing, and never
- * a record). Both modes.
+ * (the dump reads fibers and threads of tasks that are finishing, and the
+ * records of queued tasks that are being claimed, run and freed: the
+ * sub-tasks in the workers' deques, and bursts of tasks a thread outside
+ * the pool submits to its injection queue). Both modes.
  *
  * A plain program (the ThreadSanitizer build runs it). Scale: argv[1] or
  * $STRESS_SCALE (default 1). Prints what it checked and "N passed, M
@@ -27,6 +29,7 @@
 
 #define PAIRS   16u
 #define WORKERS (4 * PAIRS)     /* every task, including sub-tasks, at most */
+#define BURST   256u            /* the outsider's tasks, queued at once */
 
 static unsigned rounds;
 static async_pool_t *the_pool;
@@ -100,7 +103,7 @@ static void check_dump(struct dumper *d, char *text)
         if (!d->bad++)
             snprintf(d->first_bad, sizeof d->first_bad, "%u headers %u ends %u pools",
                      header, end, pools);
-    if (tasks > 2 * WORKERS)
+    if (tasks > 2 * WORKERS + 2 * BURST + 2 * PAIRS)
         d->too_many++;
     d->dumps++;
 }
@@ -119,6 +122,24 @@ static void *dump_loop(void *arg)
         if (rc == 0)
             check_dump(d, text);
         free(text);
+    }
+    return NULL;
+}
+
+/* From outside the pool: bursts of BURST tasks through its injection
+ * queue, freed at once (detached), so that the workers claim, run and free
+ * queued records while a dump is reading the queue. */
+static void *outsider(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        for (unsigned i = 0; i < BURST; i++) {
+            future_t *f = async_run_on(the_pool, tu_task_noop, NULL);
+            future_free(f);
+        }
+        async_pool_stats_t st;
+        while (!atomic_load(&stop) && async_pool_stats(the_pool, &st) == 0 && st.queued > BURST)
+            sched_yield();   /* no more than two bursts queued */
     }
     return NULL;
 }
@@ -164,9 +185,10 @@ static void one_mode(struct tally *t, bool goroutine)
     the_pool = pool;
     atomic_store(&stop, false);
     struct dumper d = { .t = t };
-    pthread_t dth, cth;
+    pthread_t dth, cth, oth;
     pthread_create(&dth, NULL, dump_loop, &d);
     pthread_create(&cth, NULL, churn, NULL);
+    pthread_create(&oth, NULL, outsider, NULL);
     struct pair pairs[PAIRS];
     future_t *fs[2 * PAIRS];
     for (unsigned i = 0; i < PAIRS; i++) {
@@ -192,6 +214,7 @@ static void one_mode(struct tally *t, bool goroutine)
     atomic_store(&stop, true);
     pthread_join(dth, NULL);
     pthread_join(cth, NULL);
+    pthread_join(oth, NULL);
     async_dump_on_signal(0);
     fflush(stderr);
     dup2(saved, 2);
