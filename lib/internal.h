@@ -54,10 +54,12 @@
  *   a->lock (compose.c, an async_after timer's) > timer_lock: cancelling
  *              a timer takes it out of its pool's heap while holding its own
  *              lock, so the pool cannot be freed meanwhile (compose.c)
- *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock (task.c),
- *   registry_lock (park.c), inj_lock, dl_lock (deadline.c), q_lock
- *   (checks.c), sig_lock (watch.c): leaves
- *   pools_lock (dump.c) > list_lock (tls.c)
+ *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock and held_lock
+ *   (task.c), registry_lock (park.c), inj_lock, dl_lock (deadline.c),
+ *   q_lock (checks.c), sig_lock (watch.c): leaves
+ *   pools_lock (dump.c) > list_lock (tls.c); the dump's walk of queued
+ *   tasks also takes inj_lock, held_lock, and depot_lock or q_lock (the
+ *   held records it frees) under pools_lock
  *   default_lock > pools_lock (pool_free under async_shutdown)
  * No internal lock is held while user code (a task, a deferred function, the
  * log hook) runs, nor across a park or a fiber switch.
