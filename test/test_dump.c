@@ -115,6 +115,18 @@ static void wait_blocked(async_pool_t *pool, unsigned want)
     cr_assert_fail("only %u of %u tasks blocked", tu_blocked(&st), want);
 }
 
+/* async_dump's text, in a string to free. */
+static char *dump_to_string(void)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    cr_assert_not_null(mem);
+    cr_assert_eq(async_dump(mem), 0);
+    cr_assert_eq(fclose(mem), 0);
+    return text;
+}
+
 /* ------------------------------------------------------ the parser */
 
 struct parsed {
@@ -220,12 +232,7 @@ static void thousand(bool goroutine)
     }
     wait_blocked(pool, TOTAL);
 
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    cr_assert_not_null(mem);
-    cr_assert_eq(async_dump(mem), 0);
-    fclose(mem);
+    char *text = dump_to_string();
     struct parsed p = parse_dump(text, all, all, goroutine ? "parked" : "blocked");
     free(text);
     cr_assert_eq(p.bad, 0, "%u unexpected lines, the first: %s", p.bad, p.first_bad);
@@ -281,11 +288,7 @@ static void running(bool goroutine)
     async_pool_t *pool = dpool(goroutine, 1, NULL);
     future_t *f = async_run_on(pool, dump_spin_task, NULL);
     cr_assert(tu_gate_wait(&run_started));
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    cr_assert_eq(async_dump(mem), 0);
-    fclose(mem);
+    char *text = dump_to_string();
     char want[256];
     snprintf(want, sizeof want, "pool dumptest task %p fn dump_spin_task state running\n",
              (void *)f);
@@ -294,10 +297,7 @@ static void running(bool goroutine)
     tu_gate_open(&run_go);
     cr_assert_eq(tu_get(f, NULL), 0);
     future_free(f);
-    text = NULL;
-    mem = open_memstream(&text, &len);
-    cr_assert_eq(async_dump(mem), 0);
-    fclose(mem);
+    text = dump_to_string();
     cr_assert(strstr(text, "pool dumptest mode "), "%s", text);
     cr_assert_null(strstr(text, " task 0x"), "%s", text);
     free(text);
@@ -347,11 +347,7 @@ static void queued(bool goroutine)
     for (unsigned i = 0; i < QINJ; i++)
         cr_assert_not_null(all[QDEQUE + i] = async_run_on(pool, dump_queued_task, NULL));
 
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    cr_assert_eq(async_dump(mem), 0);
-    fclose(mem);
+    char *text = dump_to_string();
     char want[256];
     snprintf(want, sizeof want, "pool dumptest task %p fn dump_parent_task state running\n",
              (void *)parent);
