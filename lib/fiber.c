@@ -58,6 +58,7 @@
 void *__tsan_get_current_fiber(void);
 void *__tsan_create_fiber(unsigned flags);
 void  __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void  __tsan_destroy_fiber(void *fiber);
 #endif
 #if defined(__has_include)
 #  if __has_include(<valgrind/valgrind.h>)
@@ -295,9 +296,6 @@ static struct async_fiber *carve(struct async_stack_class *c)
         return NULL;
     s->carved++;
     f->id = id;
-#ifdef ASYNC_TSAN
-    f->tsan = __tsan_create_fiber(0);
-#endif
 #ifdef ASYNC_VALGRIND
     f->vg_id = VALGRIND_STACK_REGISTER(f->lo, f->lo + f->size);
 #endif
@@ -311,6 +309,18 @@ void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn)
 {
     if (f->canary)
         *f->canary = CANARY;
+#ifdef ASYNC_TSAN
+    /* A fiber starting afresh is a new thread of execution to TSan: the
+     * old one kept the frames of the run it abandoned (a switch away for
+     * good tells TSan nothing), and its shadow call stack would grow by
+     * them at every reuse until it overflowed. f is not current anywhere.
+     * (A new stack fiber gets its first TSan fiber here too.) */
+    if (f->is_stack) {
+        if (f->tsan)
+            __tsan_destroy_fiber(f->tsan);
+        f->tsan = __tsan_create_fiber(0);
+    }
+#endif
     ctx_make(&f->ctx, f->lo, f->size, fn);
     f->frame = NULL;
     f->ndefers = 0;
