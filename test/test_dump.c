@@ -433,6 +433,47 @@ Test(dump, records_dropped_during_a_walk_are_held_until_it_ends)
     cr_assert_eq(async__test_records_held(), 0);
 }
 
+/* "for S": how long a task has waited, from the stamp its wait took. A
+ * task blocked on a channel for at least a second by the library's clock
+ * shows at least that, and not half as much again (a rate of the CPU's
+ * counter measured wrong would show up as a multiple). */
+static void waited_for(bool goroutine)
+{
+    async_pool_t *pool = dpool(goroutine, 1, NULL);
+    W.ch = chan_make(sizeof(int), 0);
+    cr_assert_not_null(W.ch);
+    future_t *f = async_run_on(pool, dump_recv_task, NULL);
+    cr_assert_not_null(f);
+    wait_blocked(pool, 1);
+    int64_t blocked_by = async_now();
+    async_sleep(ASYNC_SECOND);
+    int64_t waited = async_now() - blocked_by;
+    char *text = dump_to_string();
+    char *at = strstr(text, " recv for ");
+    cr_assert_not_null(at, "%s", text);
+    double s = strtod(at + strlen(" recv for "), NULL);
+    double w = (double)(waited / ASYNC_MILLISECOND) / 1000.0;
+    cr_assert(s >= w - 0.005 && s < 1.5 * w + 0.5,
+              "waited %.3f s by the test's clock, the dump says %.3f s:\n%s",
+              (double)waited / 1e9, s, text);
+    free(text);
+    chan_close(W.ch);
+    cr_assert_eq(tu_get(f, NULL), 0);
+    future_free(f);
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+    chan_free(W.ch);
+}
+
+Test(dump, waited_for_goroutine_mode)
+{
+    waited_for(true);
+}
+
+Test(dump, waited_for_thread_mode)
+{
+    waited_for(false);
+}
+
 Test(dump, running_task_goroutine_mode)
 {
     running(true);
