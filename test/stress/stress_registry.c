@@ -21,12 +21,14 @@
  * rest.
  *
  * Scale: argv[1] or $STRESS_SCALE (default 1): 20 rounds of 100 tasks in
- * goroutine mode; at most 10 in thread mode (a thread each).
+ * goroutine mode, a quarter as many in thread mode (a thread each), and
+ * 500 destroys per mode at most.
  * Prints what it checked and "N passed, M failed".
  */
 #include "stressmain.h"
 #include "testutil.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -41,12 +43,15 @@ static void *receive(void *arg)
     return (void *)(intptr_t)chan_recv(arg, &v);
 }
 
+static unsigned max_destroys;   /* per mode; set by main */
+
 static void *destroyer(void *arg)
 {
     (void)arg;
-    /* a thread per pool: at most 500 of them per mode (ThreadSanitizer
-     * counts every thread the process ever made against its 8,128) */
-    for (unsigned k = 0; k < 500 && !atomic_load(&stop); k++) {
+    /* a thread per pool: at most max_destroys of them per mode (TSan counts
+     * every thread and stack fiber the process ever made against its 8,128,
+     * and valgrind runs one thread at a time) */
+    for (unsigned k = 0; k < max_destroys && !atomic_load(&stop); k++) {
         async_pool_config_t cfg = { .threads = 1, .name = "walker",
                                     .stack_size = ASYNC_STACK_THREAD };
         async_pool_t *p = async_pool_create(&cfg);
@@ -57,6 +62,8 @@ static void *destroyer(void *arg)
             atomic_fetch_add(&destroy_failed, 1);
         future_free(f);
         atomic_fetch_add(&destroys, 1);
+        sched_yield();   /* valgrind runs one thread at a time: let the
+                            growing pool have its turn */
     }
     return NULL;
 }
@@ -74,6 +81,7 @@ static void *dumper(void *arg)
         fclose(mem);
         free(text);
         atomic_fetch_add(&dumps, 1);
+        sched_yield();
     }
     return NULL;
 }
@@ -121,7 +129,9 @@ static void grow(struct tally *t, unsigned rounds, bool goroutine)
 
 int main(int argc, char **argv)
 {
-    unsigned rounds = stress_n(stress_scale(argc, argv), 20);
+    double scale = stress_scale(argc, argv);
+    unsigned rounds = stress_n(scale, 20);
+    max_destroys = stress_n(scale, 500);
     struct tally t;
     tally_init(&t, true);
     for (int mode = 0; mode < 2; mode++) {
@@ -131,9 +141,9 @@ int main(int argc, char **argv)
         pthread_t d, w;
         pthread_create(&d, NULL, destroyer, NULL);
         pthread_create(&w, NULL, dumper, NULL);
-        /* thread mode: a thread per blocked task (ThreadSanitizer allows
-         * 8,128 threads in all) */
-        unsigned r = mode == 0 ? rounds : (rounds < 10 ? rounds : 10);
+        /* thread mode: a thread per blocked task, a quarter as many (TSan
+         * allows 8,128 threads in all; valgrind runs them one at a time) */
+        unsigned r = mode == 0 ? rounds : (rounds + 3) / 4;
         grow(&t, r, mode == 0);
         atomic_store(&stop, true);
         pthread_join(d, NULL);
