@@ -234,33 +234,32 @@ static int wait_fiber(struct async_waiter *w, int64_t deadline, bool cancellable
     ASYNC_FIBER_SET(self, ASYNC_F_RUNNING, memory_order_seq_cst);
     if (timer_set)
         async__timer_del(pool, &tm);
-    if (rc == 0)
-        async__waiter_await(w);
+    if (rc == 0 && !atomic_load_explicit(&w->fired, memory_order_acquire))
+        async__waiter_await(w);   /* claimed, the fire a few instructions away */
     return rc;
 }
 
 /* ----------------------------------------------------------- API */
 
 /* The wait is over: the dump no longer shows it (async__wait_note). */
-static int wait_over(int rc)
+static int wait_over(struct async_waiter *w, int rc)
 {
-    atomic_store_explicit(&async__fiber_self()->wait.kind, ASYNC_W_NONE,
-                          memory_order_relaxed);
+    atomic_store_explicit(&w->self->wait.kind, ASYNC_W_NONE, memory_order_relaxed);
     return rc;
 }
 
 int async__wait(struct async_waiter *w, int64_t deadline)
 {
     if (w->target & ASYNC_TARGET_FIBER)
-        return wait_over(wait_fiber(w, deadline, true));
-    return wait_over(wait_thread(w, deadline, true, true));
+        return wait_over(w, wait_fiber(w, deadline, true));
+    return wait_over(w, wait_thread(w, deadline, true, true));
 }
 
 int async__wait_uncancellable(struct async_waiter *w, int64_t deadline)
 {
     if (w->target & ASYNC_TARGET_FIBER)
-        return wait_over(wait_fiber(w, deadline, false));
-    return wait_over(wait_thread(w, deadline, true, false));
+        return wait_over(w, wait_fiber(w, deadline, false));
+    return wait_over(w, wait_thread(w, deadline, true, false));
 }
 
 int async_sleep_until(int64_t deadline)
@@ -274,10 +273,7 @@ int async_sleep_until(int64_t deadline)
     if (async__deadline_passed(deadline))
         return 0;
     struct async_waiter w;
-    w.target = async__wait_target();
-    atomic_init(&w.claim, 0);
-    atomic_init(&w.fired, 0);
-    if (!w.target) {
+    if (async__waiter_init(&w) != 0) {
         /* No memory for a parker: sleep without one (signals may cut a
          * nanosleep short; loop to the deadline). */
         while (!async__deadline_passed(deadline)) {
@@ -287,8 +283,8 @@ int async_sleep_until(int64_t deadline)
         return 0;
     }
     /* Nobody fires this waiter: it ends by deadline or cancellation. */
-    async__wait_note(ASYNC_W_SLEEP, NULL, 0, deadline);
-    int rc = wait_over((w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline, true)
+    async__wait_note(&w, ASYNC_W_SLEEP, NULL, 0, deadline);
+    int rc = wait_over(&w, (w.target & ASYNC_TARGET_FIBER) ? wait_fiber(&w, deadline, true)
                                                        : wait_thread(&w, deadline, false, true));
     return rc == ETIMEDOUT ? 0 : rc;
 }

@@ -262,7 +262,7 @@ static int block_on(struct chan *c, struct async_wqueue *q, void *elem, int64_t 
     async__wq_push(q, &n);
     async__unlock(&c->lock);
 
-    async__wait_note(ASYNC_W_CHAN, c, q == &c->sendq ? ASYNC_W_SEND : ASYNC_W_RECV, deadline);
+    async__wait_note(&w, ASYNC_W_CHAN, c, q == &c->sendq ? ASYNC_W_SEND : ASYNC_W_RECV, deadline);
     rc = async__wait(&w, deadline);
     return rc == 0 ? n.result : unwait(c, q, &n, rc);
 }

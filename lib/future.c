@@ -109,7 +109,7 @@ static int wait_done_ex(struct future *f, int64_t deadline, bool cancellable)
         return 0;
     }
     async__unlock(&f->lock);
-    async__wait_note(f->kind == ASYNC_KIND_PROMISE ? ASYNC_W_PROMISE : ASYNC_W_FUTURE, f, 0,
+    async__wait_note(&w, f->kind == ASYNC_KIND_PROMISE ? ASYNC_W_PROMISE : ASYNC_W_FUTURE, f, 0,
                      deadline);
     rc = cancellable ? async__wait(&w, deadline) : async__wait_uncancellable(&w, deadline);
     if (rc) {
@@ -498,7 +498,7 @@ int future_wait_any(future_t *const *fs, size_t n, int64_t deadline, size_t *ind
     }
     rc = 0;
     if (!done) {
-        async__wait_note(ASYNC_W_ANY, NULL, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n, deadline);
+        async__wait_note(&w, ASYNC_W_ANY, NULL, n > UINT32_MAX ? UINT32_MAX : (uint32_t)n, deadline);
         rc = async__wait(&w, deadline);
     }
     for (size_t i = 0; i < linked; i++) {

@@ -204,8 +204,12 @@ extern void (*async__test_window)(void);
 struct timespec async__timespec(int64_t ns);
 /* 0 for a valid deadline (>= -1), else EINVAL. */
 static inline int async__deadline_valid(int64_t d) { return d >= -1 ? 0 : EINVAL; }
-/* true when a finite deadline has passed */
-bool async__deadline_passed(int64_t deadline);
+/* true when a finite deadline has passed (no clock read for ASYNC_FOREVER,
+ * which every untimed blocking call passes) */
+static inline bool async__deadline_passed(int64_t deadline)
+{
+    return deadline != ASYNC_FOREVER && async_now() >= deadline;
+}
 /* now + ns, saturated at INT64_MAX (a deadline that never comes) rather
  * than wrapping to the past. */
 static inline int64_t async__deadline_after(int64_t ns)
@@ -358,7 +362,7 @@ struct async_tls {
     struct future       *cache;   /* free records of standard size */
     unsigned             ncache;
     uint64_t             rng;     /* xorshift state, lazily seeded */
-    int64_t              spin_ns; /* adaptive spin budget (sched.c); 0: unset */
+    int64_t              spin_ns; /* adaptive spin budget (block.c); 0: unset */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;
@@ -405,18 +409,6 @@ static inline struct async_fiber *async__fiber_self(void)
     return ASYNC_LIKELY(t->fiber != NULL) ? t->fiber : &t->self;
 }
 
-/* A blocking call says what it waits on, just before async__wait (which
- * clears it): a few plain stores on the caller's fiber (dump.c reads them). */
-static inline void async__wait_note(uint32_t kind, const void *obj, uint32_t arg,
-                                    int64_t deadline)
-{
-    struct async_wait_note *n = &async__fiber_self()->wait;
-    atomic_store_explicit(&n->obj, (uintptr_t)obj, memory_order_relaxed);
-    atomic_store_explicit(&n->arg, arg, memory_order_relaxed);
-    atomic_store_explicit(&n->deadline, deadline, memory_order_relaxed);
-    atomic_store_explicit(&n->since, async__now_coarse(), memory_order_relaxed);
-    atomic_store_explicit(&n->kind, kind, memory_order_release);
-}
 
 /* The list of threads whose own fiber runs or has run a task (thread mode,
  * inline runs), so that the dump reaches their tasks: a thread joins it
@@ -647,11 +639,21 @@ struct async_waiter {
     uintptr_t         target;     /* whom to wake: a parker or a fiber
                                      (ASYNC_TARGET_FIBER); immutable while
                                      published */
+    struct async_fiber *self;     /* the fiber that waits (a thread's own
+                                     for a parker), whose wait note the dump
+                                     reads; NULL for a callback target */
     _Atomic uintptr_t claim;      /* 0 while open; set once, by a CAS: the
                                      taker's value, or ASYNC_WAITER_ABANDONED */
+    /* `fired` sits alone on its cache line, whatever the waiter's own
+     * alignment (a waiter lives on stacks and inside records, so it cannot
+     * ask for 64): a thread spins reading it (block.c), and the taker's
+     * earlier stores (the claim, the node, the element) then neither pull
+     * the line from under the spinner nor wait for its reads. */
+    char              pad0[ASYNC_CACHELINE - sizeof(uintptr_t)];
     _Atomic uintptr_t fired;      /* 0 until the taker is done; then the
-                                     claim's value (seq_cst store), read with
+                                     claim's value (release store), read with
                                      acquire by the waiting side */
+    char              pad1[ASYNC_CACHELINE - sizeof(uintptr_t)];
 };
 #define ASYNC_WAITER_ABANDONED UINTPTR_MAX
 
@@ -682,15 +684,30 @@ struct async_wnode *async__wq_pop(struct async_wqueue *q);
 void async__wake(uintptr_t target);
 extern void (*_Atomic async__ready_hook)(struct async_fiber *f);
 
-/* Whom a wait on this thread, right now, should name as its target. */
-uintptr_t async__wait_target(void);   /* 0: ENOMEM (no parker) */
-
+/* A wait by the caller, right now: on its fiber when it runs on a stack
+ * fiber, else on its thread's parker (0: no memory for one, ENOMEM). */
 static inline int async__waiter_init(struct async_waiter *w)
 {
-    w->target = async__wait_target();
+    struct async_fiber *f = async__fiber_self();
+    w->self = f;
+    w->target = f->is_stack ? (uintptr_t)f | ASYNC_TARGET_FIBER
+                            : (uintptr_t)async__parker_self();
     atomic_init(&w->claim, 0);
     atomic_init(&w->fired, 0);
     return w->target ? 0 : ENOMEM;
+}
+
+/* A blocking call says what it waits on, just before async__wait (which
+ * clears it): a few plain stores on the waiting fiber (dump.c reads them). */
+static inline void async__wait_note(struct async_waiter *w, uint32_t kind, const void *obj,
+                                    uint32_t arg, int64_t deadline)
+{
+    struct async_wait_note *n = &w->self->wait;
+    atomic_store_explicit(&n->obj, (uintptr_t)obj, memory_order_relaxed);
+    atomic_store_explicit(&n->arg, arg, memory_order_relaxed);
+    atomic_store_explicit(&n->deadline, deadline, memory_order_relaxed);
+    atomic_store_explicit(&n->since, async__now_coarse(), memory_order_relaxed);
+    atomic_store_explicit(&n->kind, kind, memory_order_release);
 }
 
 /* Before a blocking call waits: EAGAIN for a poll (deadline 0), ETIMEDOUT

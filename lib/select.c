@@ -389,7 +389,7 @@ static int select_block(chan_case_t *cases, struct select_scratch *s, int64_t de
     if (s->npoll > s->live)
         futures_enqueue(cases, s, &w);
 
-    async__wait_note(ASYNC_W_SELECT, NULL, (uint32_t)s->npoll, deadline);
+    async__wait_note(&w, ASYNC_W_SELECT, NULL, (uint32_t)s->npoll, deadline);
     rc = atomic_load_explicit(&w.fired, memory_order_acquire) ? 0 : async__wait(&w, deadline);
     if (rc != 0 && async__waiter_abandon(&w)) {
         pass_unlink(cases, s, NULL);
@@ -419,7 +419,7 @@ static int select_nothing(int64_t deadline)
     int rc = async__waiter_init(&w);
     if (rc != 0)
         return rc;
-    async__wait_note(ASYNC_W_SELECT, NULL, 0, deadline);
+    async__wait_note(&w, ASYNC_W_SELECT, NULL, 0, deadline);
     return async__wait(&w, deadline);   /* never fired */
 }
 

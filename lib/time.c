@@ -24,11 +24,6 @@ struct timespec async__timespec(int64_t ns)
     return ts;
 }
 
-bool async__deadline_passed(int64_t deadline)
-{
-    return deadline != ASYNC_FOREVER && async_now() >= deadline;
-}
-
 int64_t async__now_coarse(void)
 {
     struct timespec ts;

@@ -110,14 +110,6 @@ void async__wake(uintptr_t target)
         async__unpark((struct async_parker *)target);
 }
 
-uintptr_t async__wait_target(void)
-{
-    struct async_fiber *f = async__fiber_self();
-    if (f->is_stack)
-        return (uintptr_t)f | ASYNC_TARGET_FIBER;
-    return (uintptr_t)async__parker_self();
-}
-
 uintptr_t async__waiter_await(struct async_waiter *w)
 {
     uintptr_t v;
