@@ -28,8 +28,14 @@
  * twice that wait, since spinning that long would have caught it; a longer
  * wait halves it. Two threads that hand work back and forth thus settle into
  * spinning (no system call per message), while a thread whose waits are long
- * stops burning its core. A worker that parks its thread tells the pool
- * (async__block_enter), which may start a replacement.
+ * stops burning its core. An untimed spin counts rounds instead of reading
+ * the clock (a clock read costs as much as a dozen rounds on some virtual
+ * machines, and a hand-off spins only a few dozen): each thread measures
+ * how long a round takes on its first spin and every SPIN_CALIB spins
+ * after, and converts its budget into rounds. A wait that parks reads the
+ * clock around the park only, where a system call dwarfs it. A worker that
+ * parks its thread tells the pool (async__block_enter), which may start a
+ * replacement.
  *
  * A worker whose thread parks in either path still runs its pool's due
  * timers and parks no longer than the earliest: a timer may stand for a
@@ -48,6 +54,8 @@
 #define SPIN_MIN_NS   (2 * ASYNC_MICROSECOND)
 #define SPIN_START_NS (4 * ASYNC_MICROSECOND)
 #define SPIN_MAX_NS   (50 * ASYNC_MICROSECOND)
+#define SPIN_CALIB    4096   /* untimed spins between two measurements */
+#define SPIN_CALIB_ROUNDS 128
 static _Atomic unsigned spinners;           /* threads spinning in a wait */
 static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
 
@@ -79,35 +87,76 @@ static int64_t serve_timers(int64_t until)
 
 /* ------------------------------------------------------- threads */
 
-/* Spin until fired or the budget passed; true when fired. */
-static bool spin(struct async_waiter *w, int64_t until)
+/* How a spin went: fired or not, and how long it took (ns). */
+struct spin_out {
+    bool    fired;
+    int64_t ns;
+};
+
+/* Measure how long one spin round takes on this thread: SPIN_CALIB_ROUNDS
+ * pauses, timed (about 5 us where a pause is slow, once per SPIN_CALIB
+ * spins). */
+static void calibrate(struct async_tls *t)
 {
-    unsigned n = ncpu();
-    if (n < 2)
-        return false;
-    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n) {
-        atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-        return false;
-    }
-    bool fired = false;
-    for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
-            fired = true;
-            break;
-        }
+    int64_t start = async_now();
+    for (unsigned i = 0; i < SPIN_CALIB_ROUNDS; i++)
         async__cpu_relax();
-        if ((i & 63) == 0 && async_now() >= until)
-            break;
-    }
-    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
-    return fired;
+    int64_t ps = (async_now() - start) * 1000 / SPIN_CALIB_ROUNDS;
+    t->spin_ps = ps < 1 ? 1 : ps > UINT32_MAX ? UINT32_MAX : (uint32_t)ps;
+    t->spin_calib = SPIN_CALIB;
 }
 
-/* A wait that began at start has been fired: adapt the spin budget. */
-static void adapt_spin(int64_t start)
+/* Spin until fired, the budget (ns) is spent or the deadline passes. With a
+ * deadline it reads the clock every 64 rounds; else it counts rounds. */
+static struct spin_out spin(struct async_waiter *w, struct async_tls *t, int64_t budget,
+                            int64_t deadline)
 {
-    struct async_tls *t = async__tls_get();
-    int64_t d = async_now() - start, b = t->spin_ns;
+    struct spin_out out = { false, 0 };
+    unsigned n = ncpu();
+    if (n < 2)
+        return out;
+    if (atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= n) {
+        atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+        return out;
+    }
+    if (deadline != ASYNC_FOREVER) {
+        int64_t start = async_now(), until = start + budget, now = start;
+        if (deadline < until)
+            until = deadline;
+        for (unsigned i = 1;; i++) {
+            if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
+                out.fired = true;
+                now = async_now();
+                break;
+            }
+            async__cpu_relax();
+            if ((i & 63) == 0 && (now = async_now()) >= until)
+                break;
+        }
+        out.ns = now - start;
+    } else {
+        if (t->spin_calib-- == 0 || t->spin_ps == 0)
+            calibrate(t);
+        uint64_t rounds = (uint64_t)budget * 1000 / t->spin_ps, i = 1;
+        for (;; i++) {
+            if (atomic_load_explicit(&w->fired, memory_order_acquire)) {
+                out.fired = true;
+                break;
+            }
+            if (i >= rounds)
+                break;
+            async__cpu_relax();
+        }
+        out.ns = (int64_t)(i * t->spin_ps / 1000);
+    }
+    atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+    return out;
+}
+
+/* A wait that lasted d ns has been fired: adapt the spin budget. */
+static void adapt_spin(struct async_tls *t, int64_t d)
+{
+    int64_t b = t->spin_ns;
     if (d <= SPIN_MAX_NS)
         b = b > 2 * d ? b : (2 * d < SPIN_MAX_NS ? 2 * d : SPIN_MAX_NS);
     else
@@ -119,17 +168,16 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
                        bool cancellable)
 {
     struct async_parker *p = (struct async_parker *)w->target;
-    int64_t start = 0;
+    struct async_tls *t = async__tls_get();
+    int64_t spun = -1, parked = 0;   /* spun: the spin's ns; -1: no spin */
     if (may_spin && !(cancellable && async__cancel_requested())) {
-        start = async_now();
-        int64_t spin_ns = async__tls_get()->spin_ns;
-        int64_t until = start + (spin_ns ? spin_ns : SPIN_START_NS);
-        if (deadline != ASYNC_FOREVER && deadline < until)
-            until = deadline;
-        if (spin(w, until)) {
-            adapt_spin(start);
+        struct spin_out s = spin(w, t, t->spin_ns ? t->spin_ns : SPIN_START_NS, deadline);
+        if (s.fired) {
+            adapt_spin(t, s.ns);
             return 0;
         }
+        spun = s.ns;
+        parked = async_now();
     }
     bool blocked = false;
     int rc;
@@ -159,8 +207,8 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
     }
     if (blocked)
         async__block_exit();
-    if (start && rc == 0)
-        adapt_spin(start);
+    if (spun >= 0 && rc == 0)
+        adapt_spin(t, spun + (async_now() - parked));
     return rc;
 }
 

@@ -363,6 +363,9 @@ struct async_tls {
     unsigned             ncache;
     uint64_t             rng;     /* xorshift state, lazily seeded */
     int64_t              spin_ns; /* adaptive spin budget (block.c); 0: unset */
+    uint32_t             spin_ps; /* picoseconds per spin round, measured
+                                     (block.c); 0: not yet */
+    uint32_t             spin_calib; /* spins until the next measurement */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;
