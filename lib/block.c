@@ -74,7 +74,7 @@ static unsigned ncpu(void)
 /* A worker that parks its thread still serves its pool's timers (a timer
  * may stand for a future, compose.c, and every worker may be blocked): it
  * runs what is due and parks no longer than the earliest. A new earliest
- * timer unparks it (sched.c, async__pool_timer_add). */
+ * timer unparks it (submit.c, async__pool_timer_add). */
 static int64_t serve_timers(int64_t until)
 {
     struct async_worker *w = async__tls_get()->worker;

@@ -154,7 +154,7 @@ void *async__deque_peek_bottom(struct async_deque *d)
 
 /* For the dump (any thread): each item between top and bottom, read once
  * and racily (items come and go meanwhile). top and bottom are read seq_cst
- * after the caller's seq_cst start of its walk (sched.c's
+ * after the caller's seq_cst start of its walk (runq.c's
  * async__pool_each_queued says why that makes every item it reads one that
  * was still queued when the walk began, or was pushed since). A slot reads
  * an item pushed in the same or a later lap of the ring (never an older

@@ -17,7 +17,7 @@
  *     on (struct async_run_note, struct async_wait_note in internal.h),
  *     written by its runner with a few relaxed stores;
  *   - a pending task (queued, never started) is found in its pool's run
- *     queues (sched.c's async__pool_each_queued). Such a record may be
+ *     queues (runq.c's async__pool_each_queued). Such a record may be
  *     claimed, run and dropped by another thread at any moment, and the
  *     dump takes no reference to it: it reads the queues inside a record
  *     walk (task.c), during which a dropped record is held, not freed, so
@@ -175,7 +175,7 @@ static void snap_thread(struct async_fiber *f, void *ctx)
     snap_fiber(ctx, f, false);
 }
 
-/* A record found in a run queue (sched.c), during a record walk. */
+/* A record found in a run queue (runq.c), during a record walk. */
 static void snap_queued(struct future *f, void *ctx)
 {
     if (atomic_load_explicit(&f->state, memory_order_relaxed) != ASYNC_S_PENDING)

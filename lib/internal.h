@@ -21,10 +21,17 @@
  *              panic), completion, the record cache, the current task
  *   deque.c    the per-worker Chase–Lev deque
  *   timer.c    deadlines of parked fibers: a heap per pool
- *   sched.c    workers and their loop, run queues, the run-next slot, idle
+ *   runq.c     the injection queues (Vyukov's MPSC; push and fast pop inline
+ *              in sched_internal.h, which holds the pool record the
+ *              scheduler's files share with pool.c), the walks of what is
+ *              queued
+ *   stats.c    a pool's counters summed: the stats snapshot, quiescence,
+ *              parked fibers
+ *   sched.c    workers and their loop, the run-next slot, stealing, idle
  *              parking, blocked accounting and replacements, the switches
- *              of parking, resuming and yielding (sched_internal.h holds
- *              the pool record it shares with pool.c)
+ *              of parking, resuming and yielding
+ *   submit.c   submission, timers for futures, the pins of outside threads
+ *              (inline runs, pushes)
  *   block.c    the one wait loop (async__wait: spin and park a thread, or
  *              park a fiber), sleep, yield
  *   dump.c     the list of live pools, async_dump (reads fibers, threads

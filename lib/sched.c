@@ -1,16 +1,17 @@
 /*
- * lib/sched.c — the scheduler: workers, run queues, and switching fibers.
+ * lib/sched.c — the scheduler: workers, their loop, and switching fibers.
  *
- * Owns: the injection queues (new tasks, runnable fibers), the worker loop,
- * finding work (run-next slot, own deque, injection queues, stealing), idle
- * parking and waking, replacements for blocked workers, submission, the
- * workers' caches of free stacks, and the switches a task makes when it
- * parks, is resumed or yields (block.c decides when to park; timer.c keeps
- * deadlines).
+ * Owns: the worker loop, finding work (run-next slot, own deque, injection
+ * queues, stealing), idle parking and waking, replacements for blocked
+ * workers, the workers' caches of free stacks, and the switches a task
+ * makes when it parks, is resumed or yields. Around it: runq.c (the
+ * injection queues, the walks of what is queued), stats.c (the counters
+ * and their snapshot), submit.c (submission and what else reaches a pool
+ * from outside); block.c decides when to park; timer.c keeps deadlines.
  *
  * Items. A worker's deque and the injection queues hold two kinds of work: a
  * task record nobody has started (untagged pointer), or a fiber made
- * runnable, with its parked task on it (pointer | ITEM_FIBER in a deque; the
+ * runnable, with its parked task on it (pointer | ASYNC_ITEM_FIBER in a deque; the
  * fiber injection queue holds only fibers). Records run as a plain call on
  * the worker's current stack; a fiber is resumed by switching to it.
  *
@@ -85,10 +86,6 @@
  * work. The same pair covers blocking (nblocked++; fence; look for queued
  * work) against submitting when every worker is blocked.
  *
- * The injection queues are Vyukov's intrusive MPSC queue: producers do one
- * exchange on the head and link the previous node; consumers serialise on a
- * short lock and pop from the tail.
- *
  * Blocked workers (thread mode, or a fiber that found no stack): a worker
  * that parks its thread counts in nblocked, and when every live worker is
  * blocked and work is visible the pool wakes an idle worker or starts a
@@ -121,289 +118,13 @@
 #define RUNNEXT_MAX      32u
 #define FAIR_TICK        61u
 #define FIBER_CACHE      16u
-
-#define ITEM_FIBER ((uintptr_t)1)
-enum { T_RELEASE = 1, T_PARK = 2, T_YIELD = 3 };
-
-static void *fiber_item(struct async_fiber *f)
-{
-    return (void *)((uintptr_t)f | ITEM_FIBER);
-}
-
-static struct async_fiber *item_fiber(void *it)
-{
-    uintptr_t u = (uintptr_t)it;
-    return (u & ITEM_FIBER) ? (struct async_fiber *)(u & ~ITEM_FIBER) : NULL;
-}
-
-/* ------------------------------------------------------- counters */
-
 #define wcount async__worker_count
 
-void async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS])
-{
-    for (int i = 0; i < ASYNC_NCOUNTERS; i++)
-        out[i] = atomic_load_explicit(&pool->h.ext_c[i], memory_order_relaxed);
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
-    for (unsigned s = 0; s < n; s++)
-        for (int i = 0; i < ASYNC_NCOUNTERS; i++)
-            out[i] += atomic_load_explicit(&pool->slots[s]->c[i], memory_order_relaxed);
-}
-
-static uint64_t sum_one(struct async_pool *pool, int c)
-{
-    uint64_t v = atomic_load_explicit(&pool->h.ext_c[c], memory_order_relaxed);
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
-    for (unsigned s = 0; s < n; s++)
-        v += atomic_load_explicit(&pool->slots[s]->c[c], memory_order_relaxed);
-    return v;
-}
-
-static size_t queued_estimate(struct async_pool *pool)
-{
-    uint64_t c[ASYNC_NCOUNTERS];
-    async__sum_counters(pool, c);
-    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    return c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
-}
-
-/* Every submitted task finished? Read F before S: see pool.c. */
-bool async__quiescent(struct async_pool *pool)
-{
-    uint64_t f = sum_one(pool, ASYNC_C_SUCCEEDED) + sum_one(pool, ASYNC_C_FAILED) +
-                 sum_one(pool, ASYNC_C_CANCELLED);
-    ASYNC_FENCE();
-    return f == sum_one(pool, ASYNC_C_SUBMITTED);
-}
-
-/* Fibers of the pool parked or runnable (not running): read resumes before
- * parks; both only grow and a resume follows its park. */
-static uint64_t parked_now(struct async_pool *pool)
-{
-    uint64_t r = sum_one(pool, ASYNC_C_RESUMED);
-    ASYNC_FENCE();
-    uint64_t p = sum_one(pool, ASYNC_C_PARKED);
-    return p > r ? p - r : 0;
-}
-
-void async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out)
-{
-    uint64_t c[ASYNC_NCOUNTERS];
-    async__sum_counters(pool, c);
-    out->parked = async__pool_parked(pool);
-    out->stacks = atomic_load(&pool->nstacks);
-    /* The fields are read one at a time while workers start, block and
-     * exit (nalive rises before peak does), so make the snapshot agree with
-     * itself: `threads` workers were alive at once, and blocked and idle
-     * workers are alive ones. */
-    unsigned alive = atomic_load(&pool->nalive), peak = atomic_load(&pool->peak);
-    unsigned blocked = atomic_load(&pool->nblocked), idle = atomic_load(&pool->nidle);
-    out->threads = alive;
-    out->peak_threads = peak > alive ? peak : alive;
-    out->blocked = blocked < alive ? blocked : alive;
-    out->idle = idle < alive ? idle : alive;
-    uint64_t gone = c[ASYNC_C_STARTED] + c[ASYNC_C_CANCELLED];
-    out->queued = c[ASYNC_C_SUBMITTED] > gone ? (size_t)(c[ASYNC_C_SUBMITTED] - gone) : 0;
-    out->submitted = c[ASYNC_C_SUBMITTED];
-    out->succeeded = c[ASYNC_C_SUCCEEDED];
-    out->failed = c[ASYNC_C_FAILED];
-    out->cancelled = c[ASYNC_C_CANCELLED];
-    out->stolen = c[ASYNC_C_STOLEN];
-}
-
-size_t async__pool_parked(struct async_pool *pool)
-{
-    return (size_t)parked_now(pool);
-}
-
-
-/* ------------------------------------------------ injection queues */
-
-int async__mpsc_init(struct async_mpsc *q)
-{
-    q->stub = async__calloc(1, sizeof(struct async_fiber) > sizeof(struct future)
-                               ? sizeof(struct async_fiber) : sizeof(struct future));
-    if (!q->stub)
-        return ENOMEM;
-    atomic_init(&q->stub->next, NULL);
-    atomic_init(&q->head, q->stub);
-    atomic_init(&q->tail, q->stub);
-    atomic_init(&q->lock.word, 0);
-    return 0;
-}
-
-void async__mpsc_fini(struct async_mpsc *q)
-{
-    async__free(q->stub);
-    q->stub = NULL;
-}
-
-static void mpsc_push(struct async_mpsc *q, void *node)
-{
-    struct async_qnode *n = node;
-    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
-    struct async_qnode *prev = atomic_exchange_explicit(&q->head, n, memory_order_acq_rel);
-    atomic_store_explicit(&prev->next, n, memory_order_release);
-}
-
-/* Under q->lock. NULL when empty or when a producer is mid-push. */
-static void *mpsc_pop_locked(struct async_mpsc *q)
-{
-    ASYNC_ASSERT(async__lock_mine(&q->lock));
-    struct async_qnode *stub = q->stub;
-    struct async_qnode *tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-    struct async_qnode *next = atomic_load_explicit(&tail->next, memory_order_acquire);
-    if (tail == stub) {
-        if (!next)
-            return NULL;
-        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
-        tail = next;
-        next = atomic_load_explicit(&next->next, memory_order_acquire);
-    }
-    if (next) {
-        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
-        return tail;
-    }
-    if (tail != atomic_load_explicit(&q->head, memory_order_acquire))
-        return NULL;   /* a producer has swapped head but not linked yet */
-    mpsc_push(q, stub);
-    next = atomic_load_explicit(&tail->next, memory_order_acquire);
-    if (next) {
-        atomic_store_explicit(&q->tail, next, memory_order_relaxed);
-        return tail;
-    }
-    return NULL;
-}
-
-/* Empty: the stub is the only node and nobody is pushing. head == stub alone
- * is not enough: a consumer that re-pushes the stub behind the last node
- * leaves head == stub while that node (or one a producer swapped in just
- * before) is still to be popped; then tail is that node, not the stub. */
-static bool mpsc_empty(struct async_mpsc *q)
-{
-    struct async_qnode *stub = q->stub;
-    return atomic_load_explicit(&q->head, memory_order_seq_cst) == stub &&
-           atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
-           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
-}
-
-static void *mpsc_pop(struct async_mpsc *q)
-{
-    if (mpsc_empty(q))
-        return NULL;
-    async__lock(&q->lock);
-    void *n = mpsc_pop_locked(q);
-    async__unlock(&q->lock);
-    return n;
-}
-
-/* Test hooks: test/stress/stress_queues.c drives the queue directly. */
-void async__test_mpsc_push(struct async_mpsc *q, void *node)
-{
-    mpsc_push(q, node);
-}
-
-void *async__test_mpsc_pop(struct async_mpsc *q)
-{
-    return mpsc_pop(q);
-}
-
-bool async__test_mpsc_empty(struct async_mpsc *q)
-{
-    return mpsc_empty(q);
-}
-
-struct each_ctx {
-    void (*fn)(struct future *f, void *ctx);
-    void *ctx;
-};
-
-/* A deque item for async__pool_each_queued: a record, not a fiber. */
-static void each_record(void *it, void *ctx)
-{
-    struct each_ctx *c = ctx;
-    if (!item_fiber(it))
-        c->fn(it, c->ctx);
-}
-
-/* For pool.c's teardown (no worker left): the next queued record, waiting
- * out a producer that is finishing its link; NULL when empty. */
-struct future *async__inject_pop_all_leftover(struct async_pool *pool)
-{
-    for (;;) {
-        async__lock(&pool->inj.lock);
-        struct future *f = mpsc_pop_locked(&pool->inj);
-        async__unlock(&pool->inj.lock);
-        if (f || mpsc_empty(&pool->inj))
-            return f;
-        sched_yield();
-    }
-}
-
-/* For the dump (dump.c): each task record queued in pool's deques and its
- * injection queue, as found (fibers are not listed here: the dump reaches
- * them through the wake-target registry). The caller has begun a record
- * walk (task.c) and lists only PENDING records: fn may meet a record that
- * has just been claimed, run or even finished, never a freed one.
- *
- * Why no record read here can be freed: a walk's start is a seq_cst
- * increment of task.c's `walkers`; every last drop of a record reads it
- * seq_cst, and holds the record if it sees the walk. A record is dropped
- * only after it left its queue: a thief's seq_cst CAS of top, the owner's
- * store of bottom followed by a seq_cst fence, or a pop under the injection
- * queue's lock. If the drop did not see the walk, its read of `walkers`
- * came before the walk's start in the single order of seq_cst operations,
- * and so did the removal; the walk's seq_cst loads of top and bottom (or
- * its taking of the lock) then see the record gone. The injection queue is
- * walked under its consumers' lock, which pops take: the walk holds up its
- * pops for as long as it reads (a pointer chase per queued task). */
-void async__pool_each_queued(struct async_pool *pool,
-                             void (*fn)(struct future *f, void *ctx), void *ctx)
-{
-    struct each_ctx c = { fn, ctx };
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
-    for (unsigned s = 0; s < n; s++)
-        async__deque_each(&pool->slots[s]->dq, each_record, &c);
-    struct async_mpsc *q = &pool->inj;
-    async__lock(&q->lock);
-    struct async_qnode *node = atomic_load_explicit(&q->tail, memory_order_relaxed);
-    while (node) {
-        if (node != q->stub)
-            fn((struct future *)(void *)node, ctx);
-        node = atomic_load_explicit(&node->next, memory_order_acquire);
-    }
-    async__unlock(&q->lock);
-}
-
-static bool work_visible(struct async_pool *pool)
-{
-    if (!mpsc_empty(&pool->inj) || !mpsc_empty(&pool->finj))
-        return true;
-    unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
-    for (unsigned s = 0; s < n; s++) {
-        struct async_worker *v = pool->slots[s];
-        if (!async__deque_empty(&v->dq) ||
-            atomic_load_explicit(&v->runnext, memory_order_relaxed))
-            return true;
-    }
-    return false;
-}
-
-/* For the watchdog (dump.c): no worker runs or looks for work (each is idle
- * or blocked in a wait), nothing is queued or runnable, and the timer heap
- * is empty. A racy reading, which the watchdog takes only when it holds
- * for a whole period with no counter moving. */
-bool async__pool_quiet(struct async_pool *pool)
-{
-    unsigned alive = atomic_load(&pool->nalive);
-    unsigned idle = atomic_load(&pool->nidle), blocked = atomic_load(&pool->nblocked);
-    return idle + blocked >= alive && !work_visible(pool) &&
-           async__timers_next(pool) == ASYNC_FOREVER;
-}
+enum { T_RELEASE = 1, T_PARK = 2, T_YIELD = 3 };
 
 /* --------------------------------------------------- idle workers */
 
-static bool wake_one(struct async_pool *pool)
+bool async__wake_one(struct async_pool *pool)
 {
     ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
     struct async_worker *w = pool->idle_top;
@@ -496,7 +217,7 @@ static bool should_exit(struct async_pool *pool)
     int ph = atomic_load_explicit(&pool->h.phase, memory_order_acquire);
     if (ph != PH_STOPPING && ph != PH_CANCELLING)
         return false;
-    if (pool->stacks && parked_now(pool) != 0)
+    if (pool->stacks && async__pool_parked(pool) != 0)
         return false;
     if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
         async__wake_all_idle(pool);
@@ -589,7 +310,7 @@ static void all_blocked(struct async_pool *pool)
         if (rc && !atomic_load(&pool->saturated)) {
             atomic_store(&pool->saturated, true);
             snprintf(line, sizeof line, "saturated: %u workers blocked, %zu tasks queued",
-                     blocked, queued_estimate(pool));
+                     blocked, async__queued_estimate(pool));
         }
     }
     ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
@@ -603,7 +324,7 @@ void async__signal_work(struct async_pool *pool)
     ASYNC_FENCE();
     if (atomic_load_explicit(&pool->nsearching, memory_order_relaxed) != 0)
         return;
-    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0 && wake_one(pool))
+    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0 && async__wake_one(pool))
         return;
     unsigned alive = atomic_load_explicit(&pool->nalive, memory_order_relaxed);
     if (alive && atomic_load_explicit(&pool->nblocked, memory_order_relaxed) >= alive)
@@ -614,7 +335,7 @@ void async__signal_work(struct async_pool *pool)
 void async__kick_idle(struct async_pool *pool)
 {
     if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
-        wake_one(pool);
+        async__wake_one(pool);
 }
 
 /* ------------------------------------------------------- blocking */
@@ -626,7 +347,7 @@ void async__block_enter(void)
         return;
     struct async_pool *wp = w->pool;
     unsigned nb = atomic_fetch_add_explicit(&wp->nblocked, 1, memory_order_seq_cst) + 1;
-    if (nb >= atomic_load(&wp->nalive) && work_visible(wp))
+    if (nb >= atomic_load(&wp->nalive) && async__work_visible(wp))
         async__signal_work(wp);
 }
 
@@ -652,7 +373,7 @@ int64_t async__block_retry(void)
     if (!atomic_load_explicit(&wp->spawn_failed, memory_order_relaxed))
         return ASYNC_FOREVER;
     unsigned alive = atomic_load(&wp->nalive);
-    if (atomic_load(&wp->nblocked) >= alive && work_visible(wp))
+    if (atomic_load(&wp->nblocked) >= alive && async__work_visible(wp))
         all_blocked(wp);
     return atomic_load(&wp->spawn_failed) ? async_now() + SPAWN_RETRY_NS : ASYNC_FOREVER;
 }
@@ -717,8 +438,8 @@ static void fiber_push(struct async_fiber *f, bool runnext)
             ? atomic_exchange_explicit(&w->runnext, f, memory_order_acq_rel) : f;
         if (!old)
             return;   /* run-next: see the opening comment */
-        if (async__deque_push(&w->dq, fiber_item(old)) != 0)
-            mpsc_push(&pool->finj, old);   /* no memory to grow: shared queue */
+        if (async__deque_push(&w->dq, async__fiber_item(old)) != 0)
+            async__mpsc_push(&pool->finj, old);   /* no memory to grow: shared queue */
         async__signal_work(pool);
         return;
     }
@@ -726,7 +447,7 @@ static void fiber_push(struct async_fiber *f, bool runnext)
      * task end and the pool be destroyed, so the pool is pinned (destroy
      * waits for ext_touching to drop) until the signal has been given. */
     atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
-    mpsc_push(&pool->finj, f);
+    async__mpsc_push(&pool->finj, f);
     ASYNC_TEST_WINDOW();
     async__signal_work(pool);
     ASYNC_DEC(&pool->ext_touching, memory_order_release);
@@ -768,7 +489,7 @@ static void land(void *transfer)
     }
     case T_YIELD:
         ASYNC_FIBER_SET(prev, ASYNC_F_RUNNABLE, memory_order_relaxed);
-        mpsc_push(&prev->pool->finj, prev);
+        async__mpsc_push(&prev->pool->finj, prev);
         async__signal_work(prev->pool);
         break;
     }
@@ -901,7 +622,7 @@ static void *steal_from(struct async_worker *w, int64_t now)
         void *it = async__deque_steal(&v->dq);
         if (!it && v->pool->stacks) {
             struct async_fiber *f = steal_runnext(w, v, now);
-            it = f ? fiber_item(f) : NULL;
+            it = f ? async__fiber_item(f) : NULL;
         }
         if (it) {
             wcount(w, ASYNC_C_STOLEN);
@@ -918,12 +639,12 @@ static void *steal_from(struct async_worker *w, int64_t now)
 static void *inject_take(struct async_pool *pool, bool new_first)
 {
     if (new_first) {
-        void *it = mpsc_pop(&pool->inj);
+        void *it = async__mpsc_pop(&pool->inj);
         if (it)
             return it;
     }
-    struct async_fiber *f = mpsc_pop(&pool->finj);
-    return f ? fiber_item(f) : mpsc_pop(&pool->inj);
+    struct async_fiber *f = async__mpsc_pop(&pool->finj);
+    return f ? async__fiber_item(f) : async__mpsc_pop(&pool->inj);
 }
 
 static void *search(struct async_worker *w)
@@ -968,7 +689,7 @@ static void *find_work(struct async_worker *w)
     if (!it && atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         struct async_fiber *f = atomic_exchange_explicit(&w->runnext, NULL,
                                                          memory_order_acq_rel);
-        it = f ? fiber_item(f) : NULL;
+        it = f ? async__fiber_item(f) : NULL;
     }
     if (!it)
         it = async__deque_pop(&w->dq);
@@ -985,7 +706,7 @@ static void *find_work(struct async_worker *w)
         unsigned searching = atomic_fetch_sub_explicit(&pool->nsearching, 1,
                                                        memory_order_seq_cst);
         ASYNC_ASSERT(searching > 0);
-        if (searching == 1 && work_visible(pool))
+        if (searching == 1 && async__work_visible(pool))
             async__signal_work(pool);
     }
     return it;
@@ -1020,7 +741,7 @@ static bool go_idle(struct async_worker *w)
     int ph = atomic_load(&pool->h.phase);
     if (ph == PH_DRAINING && async__quiescent(pool))
         async__set_stopping(pool);
-    if (should_exit(pool) || work_visible(pool) ||
+    if (should_exit(pool) || async__work_visible(pool) ||
         async__timers_due(pool, async_now())) {
         idle_remove(w);
         return !should_exit(pool);
@@ -1076,7 +797,7 @@ static void loop(void)
         async__timers_run(pool);
         void *it = find_work(w);
         if (it) {
-            struct async_fiber *f = item_fiber(it);
+            struct async_fiber *f = async__item_fiber(it);
             if (f)
                 resume(w, f);
             if (async__pool_phase_cancelling(pool)) {
@@ -1142,131 +863,3 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-/* ----------------------------------------------------- submission */
-
-static bool accepts(struct async_pool *pool, int ph)
-{
-    if (ph == PH_RUNNING)
-        return true;
-    if (ph != PH_DRAINING)
-        return false;
-    struct future *cur = async__current_task();
-    return cur && cur->pool == pool;   /* own work during a drain */
-}
-
-/* Checked builds: a record enters a run queue once in its life (a second
- * submission of a record, or a requeue, would run it twice or leak it).
- * Its state may be anything by now: a record published before it is queued
- * (a scope's task, a continuation) may already have been cancelled, or
- * claimed and run inline by a scope's close; the claim CAS keeps it to one
- * run, and the queue drops it unrun. */
-static void mark_queued(struct future *f)
-{
-#if ASYNC_CHECKS
-    uint8_t old = atomic_fetch_or_explicit(&f->flags, ASYNC_RF_QUEUED, memory_order_relaxed);
-    ASYNC_ASSERT(!(old & ASYNC_RF_QUEUED));
-#else
-    (void)f;
-#endif
-}
-
-int async__pool_submit(struct async_pool *pool, struct future *f)
-{
-    struct async_worker *w = async__tls_get()->worker;
-    if (w && w->pool == pool) {
-        if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_acquire)))
-            return ECANCELED;
-        wcount(w, ASYNC_C_SUBMITTED);
-        mark_queued(f);
-        if (async__deque_push(&w->dq, f) != 0)
-            mpsc_push(&pool->inj, f);   /* no memory to grow: the shared queue */
-        async__signal_work(pool);
-        return 0;
-    }
-    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
-    if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst))) {
-        ASYNC_DEC(&pool->ext_touching, memory_order_release);
-        return ECANCELED;
-    }
-    atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
-    mark_queued(f);
-    mpsc_push(&pool->inj, f);
-    /* Still pinned: once queued the task may run and end, and a drain
-     * finish, before the signal. */
-    async__signal_work(pool);
-    ASYNC_DEC(&pool->ext_touching, memory_order_release);
-    return 0;
-}
-
-/* Unpark every worker thread (a spurious wake for all but those parked in
- * a blocked call, which re-read the earliest timer, block.c). */
-static void wake_blocked(struct async_pool *pool)
-{
-    ASYNC_CHECK(pthread_mutex_lock(&pool->lock));
-    unsigned n = atomic_load(&pool->nslots);
-    for (unsigned i = 0; i < n; i++) {
-        struct async_worker *w = pool->slots[i];
-        if (w->has_thread && !w->dead)
-            async__unpark(w->parker);   /* type-stable parker */
-    }
-    ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
-}
-
-int async__pool_timer_add(struct async_pool *pool, struct async_timer *t)
-{
-    /* Bracketed like an outside submission: once the destroyer has changed
-     * the phase and seen ext_touching == 0, no timer enters the heap, and
-     * the drain in pool_free finds every one that did. */
-    atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
-    int rc = ECANCELED;
-    bool earliest = false;
-    if (accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_seq_cst)))
-        rc = async__timer_add(pool, t, &earliest);
-    if (earliest && !(atomic_load_explicit(&pool->nidle, memory_order_relaxed) &&
-                      wake_one(pool)))
-        wake_blocked(pool);   /* nobody idle: the blocked serve timers too */
-    atomic_fetch_sub_explicit(&pool->ext_touching, 1, memory_order_release);
-    return rc;
-}
-
-bool async__pool_pop_local(struct future *f)
-{
-    struct async_worker *w = async__tls_get()->worker;
-    if (!w || w->pool != f->pool || async__deque_peek_bottom(&w->dq) != f)
-        return false;
-    return async__deque_pop(&w->dq) == f;
-}
-
-bool async__pool_cancelling(const struct async_pool *pool)
-{
-    return pool && async__pool_phase_cancelling(pool);
-}
-
-static void outside_leave(struct async_pool *pool)
-{
-    /* Read the destroyer before the decrement: after it the pool may go. */
-    struct async_parker *d = atomic_load(&pool->destroyer);
-    unsigned running = atomic_fetch_sub_explicit(&pool->outside_running, 1,
-                                                 memory_order_seq_cst);
-    ASYNC_ASSERT(running > 0);
-    if (running == 1 && d)
-        async__unpark(d);
-}
-
-/* The caller has claimed a task of the pool: the pool lives until that task
- * is finished (destroy waits for quiescence), and from then until
- * outside_leave through this count. Its increment is ordered before the
- * task's finished count (released there), which destroy reads before it
- * reads this count. */
-void async__pool_inline_begin(struct async_pool *pool)
-{
-    atomic_fetch_add_explicit(&pool->outside_running, 1, memory_order_seq_cst);
-}
-
-void async__pool_inline_end(struct async_pool *pool)
-{
-    int ph = atomic_load(&pool->h.phase);
-    if (ph == PH_DRAINING && async__quiescent(pool))
-        async__set_stopping(pool);
-    outside_leave(pool);
-}

@@ -1,6 +1,7 @@
 /*
- * lib/sched_internal.h — the pool record, shared by the scheduler (sched.c) and the
- * pool's life cycle (pool.c). Never installed.
+ * lib/sched_internal.h — the pool record, shared by the scheduler (runq.c,
+ * stats.c, sched.c, submit.c) and the pool's life cycle (pool.c). Never
+ * installed.
  *
  * Fields and their guards:
  *   h.log, h.log_ctx, h.name, threads (lowered once at create), max_threads,
@@ -105,7 +106,7 @@ struct async_pool {
                                                 the start, which free() reuses */
 };
 
-/* sched.c, for dump.c: each task record found queued in pool, during a
+/* runq.c, for dump.c: each task record found queued in pool, during a
  * record walk (task.c); see its comment. */
 void    async__pool_each_queued(struct async_pool *pool,
                                 void (*fn)(struct future *f, void *ctx), void *ctx);
@@ -134,19 +135,92 @@ static inline void async__pool_check(const struct async_pool *pool, const char *
         async__misuse(call, "pool used after it was destroyed", pool);
 }
 
-/* sched.c, for block.c and timer.c */
+/* ------------------------------------------------ runq.c (run queues) */
+
+/* A run-queue item: a task record nobody has started (untagged), or a
+ * runnable fiber (pointer | ASYNC_ITEM_FIBER; the fiber injection queue
+ * holds only fibers, untagged). */
+#define ASYNC_ITEM_FIBER ((uintptr_t)1)
+
+static inline void *async__fiber_item(struct async_fiber *f)
+{
+    return (void *)((uintptr_t)f | ASYNC_ITEM_FIBER);
+}
+
+static inline struct async_fiber *async__item_fiber(void *it)
+{
+    uintptr_t u = (uintptr_t)it;
+    return (u & ASYNC_ITEM_FIBER) ? (struct async_fiber *)(u & ~ASYNC_ITEM_FIBER) : NULL;
+}
+
+/* The injection queues (Vyukov's intrusive MPSC queue; runq.c): a push is
+ * one exchange and a link, from any thread; the emptiness check and the
+ * pop's fast path stay inline on the workers' hot path. */
+static inline void async__mpsc_push(struct async_mpsc *q, void *node)
+{
+    struct async_qnode *n = node;
+    atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+    struct async_qnode *prev = atomic_exchange_explicit(&q->head, n, memory_order_acq_rel);
+    atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+/* Empty: the stub is the only node and nobody is pushing. head == stub alone
+ * is not enough: a consumer that re-pushes the stub behind the last node
+ * leaves head == stub while that node (or one a producer swapped in just
+ * before) is still to be popped; then tail is that node, not the stub. */
+static inline bool async__mpsc_empty(struct async_mpsc *q)
+{
+    struct async_qnode *stub = q->stub;
+    return atomic_load_explicit(&q->head, memory_order_seq_cst) == stub &&
+           atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
+           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
+}
+
+void *async__mpsc_pop_slow(struct async_mpsc *q);
+
+/* The oldest node, or NULL when empty or when a producer is mid-push. */
+static inline void *async__mpsc_pop(struct async_mpsc *q)
+{
+    return async__mpsc_empty(q) ? NULL : async__mpsc_pop_slow(q);
+}
+
+int   async__mpsc_init(struct async_mpsc *q);
+void  async__mpsc_fini(struct async_mpsc *q);
+/* Test hooks (the queue's push, pop and emptiness check, for a stress
+ * program that drives it without a pool); nodes start with `next`. */
+void  async__test_mpsc_push(struct async_mpsc *q, void *node);
+void *async__test_mpsc_pop(struct async_mpsc *q);
+bool  async__test_mpsc_empty(struct async_mpsc *q);
+/* For pool.c's teardown (no worker left): the next queued record. */
+struct future *async__inject_pop_all_leftover(struct async_pool *pool);
+/* Anything queued or runnable: an injection queue, a deque, a run-next slot. */
+bool  async__work_visible(struct async_pool *pool);
+bool  async__pool_quiet(struct async_pool *pool);
+
+/* ----------------------------------------------- stats.c (counters) */
+
+void    async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS]);
+/* Every submitted task finished (pool.c's drain, submit.c)? */
+bool    async__quiescent(struct async_pool *pool);
+/* Fibers of the pool parked or runnable (not running). */
+size_t  async__pool_parked(struct async_pool *pool);
+/* Tasks submitted and neither started nor cancelled (the saturation line). */
+size_t  async__queued_estimate(struct async_pool *pool);
+/* async_pool_stats's snapshot of pool, its fields made to agree with each
+ * other (pool.c, dump.c). */
+void    async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out);
+
+/* ------------------------------------------------------------ sched.c */
+
+/* for block.c, timer.c and submit.c */
 void    async__signal_work(struct async_pool *pool);
 void    async__kick_idle(struct async_pool *pool);
+bool    async__wake_one(struct async_pool *pool);   /* true: one was idle */
 void    async__block_enter(void);    /* a worker parks its thread */
 void    async__block_exit(void);
 int64_t async__block_retry(void);
 bool    async__fiber_park(struct async_fiber *self);
 bool    async__fiber_yield(struct async_fiber *self);
-size_t  async__pool_parked(struct async_pool *pool);
-/* async_pool_stats's snapshot of pool, its fields made to agree with each
- * other (pool.c, dump.c). */
-void    async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out);
-bool    async__pool_quiet(struct async_pool *pool);
 
 /* timer.c */
 /* 0 | ENOMEM; *earliest: the new timer is the first to fire */
@@ -155,7 +229,7 @@ int     async__timer_add(struct async_pool *pool, struct async_timer *t, bool *e
 bool    async__timer_del(struct async_pool *pool, struct async_timer *t);
 /* Destroy: take every timer out and wake its target (after the workers left) */
 void    async__timers_drain(struct async_pool *pool);
-/* sched.c: add a timer that stands for a future (compose.c), on the terms of
+/* submit.c: add a timer that stands for a future (compose.c), on the terms of
  * a submission (refused with ECANCELED once the pool shuts down and does
  * not accept the caller); wakes an idle worker when it is the earliest.
  * 0 | ECANCELED | ENOMEM. */
@@ -166,19 +240,9 @@ int64_t async__timers_next(struct async_pool *pool);    /* ASYNC_FOREVER: none *
 void    async__timers_fini(struct async_pool *pool);
 
 /* sched.c, for pool.c */
-int  async__mpsc_init(struct async_mpsc *q);
-void async__mpsc_fini(struct async_mpsc *q);
-/* Test hooks (the queue's push, pop and emptiness check, for a stress
- * program that drives it without a pool); nodes start with `next`. */
-void  async__test_mpsc_push(struct async_mpsc *q, void *node);
-void *async__test_mpsc_pop(struct async_mpsc *q);
-bool  async__test_mpsc_empty(struct async_mpsc *q);
-struct future *async__inject_pop_all_leftover(struct async_pool *pool);
 int  async__spawn_locked(struct async_pool *pool);
 void async__wake_all_idle(struct async_pool *pool);
 void async__set_stopping(struct async_pool *pool);
-bool async__quiescent(struct async_pool *pool);
-void async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTERS]);
 void async__sched_init(void);
 
 #endif /* ASYNC_SCHED_INTERNAL_H */

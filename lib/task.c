@@ -51,7 +51,7 @@
  * quarantine (checks.c), which releases it to record_free later.
  *
  * Held records. The dump lists queued tasks by reading records it finds in
- * the run queues, holding no reference (sched.c, async__pool_each_queued).
+ * the run queues, holding no reference (runq.c, async__pool_each_queued).
  * While a walk runs (`walkers` > 0), a record's last drop puts it on the
  * `held` list instead of freeing or caching it; the last walk to end frees
  * the list. `walkers` is read seq_cst on every last drop (a plain load on

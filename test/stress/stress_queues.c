@@ -1,7 +1,7 @@
 /*
  * test/stress/stress_queues.c — the scheduler's two queues, driven directly
  * (no pool): the per-worker Chase–Lev deque (lib/deque.c) and the injection
- * queue (Vyukov's MPSC queue, lib/sched.c).
+ * queue (Vyukov's MPSC queue, lib/runq.c).
  *
  * deque: one owner pushes and pops at the bottom while 3 thieves steal from
  * the top; 5 * 10^6 items at scale 1, so 10^7 successful operations (each
