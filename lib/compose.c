@@ -31,7 +31,7 @@
  * (taking a->lock to clear `attached`) before it frees the pool. Lock order:
  * a->lock > timer_lock (internal.h). A timer enters a heap only on the terms
  * of a submission (async__pool_timer_add), so none slips in after the drain.
- * future_free of an unfired timer's last handle cancels it (task.c calls
+ * future_free of an unfired timer's last handle cancels it (record.c calls
  * after_orphaned when a release leaves only the timer's reference on a
  * pending record: nobody could read it any more), so its heap slot and
  * memory go at once, as with future_cancel. Two last handles released at
@@ -132,7 +132,7 @@ static struct async_pool *timer_pool(void)
     return cur && cur->pool ? cur->pool : async__pool_resolve(NULL);
 }
 
-/* The last handle of a pending timer went (task.c, ASYNC_RF_TIMER). */
+/* The last handle of a pending timer went (record.c, ASYNC_RF_TIMER). */
 static void after_orphaned(struct future *rec)
 {
     async__promise_cancel(rec);   /* C takes the timer out and frees it all */

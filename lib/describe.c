@@ -79,3 +79,12 @@ void async__log_task(struct async_pool *pool, uintptr_t task, uintptr_t fn,
     }
     async__pool_log(pool, line);
 }
+
+void async__pool_log(struct async_pool *pool, const char *line)
+{
+    struct async_pool_head *h = (struct async_pool_head *)(void *)pool;
+    if (h && h->log)
+        h->log(h->log_ctx, line);
+    else
+        fprintf(stderr, "libasync: %s\n", line);
+}

@@ -20,7 +20,7 @@
  *     queues (runq.c's async__pool_each_queued). Such a record may be
  *     claimed, run and dropped by another thread at any moment, and the
  *     dump takes no reference to it: it reads the queues inside a record
- *     walk (task.c), during which a dropped record is held, not freed, so
+ *     walk (record.c), during which a dropped record is held, not freed, so
  *     what the walk reads stays readable; it copies the record's state,
  *     function and pool, and lists it only while it is still PENDING. A
  *     continuation waiting for its antecedent (future_then) is on no queue
@@ -415,7 +415,7 @@ void async__dump_report(struct async_pool *pool, int64_t stuck_ns, size_t waitin
 
 /* ------------------------------------------------------ pool.c's calls */
 
-/* task.c's async__live_log_hook: a line about a task of pool, whose record
+/* record.c's async__live_log_hook: a line about a task of pool, whose record
  * may outlive the pool (a handle freed late). Through the pool's hook while
  * the pool is listed, the pool pinned meanwhile (its removal waits for its
  * loggers); else to stderr, naming the pool "(destroyed)". */

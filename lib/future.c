@@ -33,7 +33,7 @@
  *
  * Reading a FAILED outcome (future_get returning its code, future_error)
  * marks the record read (async__future_mark_read); one never read is
- * reported when its last reference goes (task.c).
+ * reported when its last reference goes (record.c).
  *
  * Cancelling a running task stores its cancel flag (seq_cst) and wakes the
  * record's runner (the fiber or thread that runs it, by its wake-target

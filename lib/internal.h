@@ -8,7 +8,7 @@
  *   alloc.c    every allocation (with a test hook that fails the Nth one)
  *   time.c     the clock, deadlines as timespecs
  *   describe.c how log lines name a pool and a task ("pool NAME task 0xID
- *              fn SYMBOL")
+ *              fn SYMBOL"), and where they go (a pool's hook or stderr)
  *   cpus.c     the CPUs the process may use (affinity, cgroup quota)
  *   tls.c      the thread's state and the accessor that survives migration
  *   park.c     the per-thread parker, the short lock, wait queues, and the
@@ -17,8 +17,11 @@
  *              of stacks, fiber records, sanitizer and valgrind annotations
  *   wait.c     the waiter and async__wake: one call that unparks a thread
  *              or makes a parked fiber runnable; wake sets
- *   task.c     the task record's life: init, claim, run (frame, defers,
- *              panic), completion, the record cache, the current task
+ *   record.c   the task record's memory: allocation, the per-thread cache
+ *              and depot, the last drop, held records of the dump's walks,
+ *              failure messages, the thread-exit hook
+ *   task.c     the task record's life: claim, run (frame, defers, panic),
+ *              completion, the current task
  *   deque.c    the per-worker Chase–Lev deque
  *   timer.c    deadlines of parked fibers: a heap per pool
  *   runq.c     the injection queues (Vyukov's MPSC; push and fast pop inline
@@ -62,7 +65,7 @@
  *              a timer takes it out of its pool's heap while holding its own
  *              lock, so the pool cannot be freed meanwhile (compose.c)
  *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock and held_lock
- *   (task.c), registry_lock (park.c), inj_lock, dl_lock (deadline.c),
+ *   (record.c), registry_lock (park.c), inj_lock, dl_lock (deadline.c),
  *   q_lock (checks.c), sig_lock (watch.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c); the dump's walk of queued
  *   tasks also takes inj_lock, held_lock, and depot_lock or q_lock (the
@@ -422,7 +425,7 @@ static inline struct async_fiber *async__fiber_self(void)
 
 /* The list of threads whose own fiber runs or has run a task (thread mode,
  * inline runs), so that the dump reaches their tasks: a thread joins it
- * with async__tls_list_add (first run) and leaves it at exit (task.c's
+ * with async__tls_list_add (first run) and leaves it at exit (record.c's
  * exit hook calls async__tls_list_remove). async__tls_each calls fn for
  * each listed thread's own fiber under the list's lock (a leaf), which
  * keeps every listed thread's state alive meanwhile: fn must be short and
@@ -791,7 +794,7 @@ struct async_wakeset {
 void async__wakeset_add(struct async_wakeset *ws, uintptr_t target);
 void async__wakeset_flush(struct async_wakeset *ws);
 
-/* ------------------------------------------------------------- task.c */
+/* ---------------------------------------------------- record.c, task.c */
 
 enum {
     /* public states, as future_state_t */

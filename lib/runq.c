@@ -125,11 +125,11 @@ struct future *async__inject_pop_all_leftover(struct async_pool *pool)
 /* For the dump (dump.c): each task record queued in pool's deques and its
  * injection queue, as found (fibers are not listed here: the dump reaches
  * them through the wake-target registry). The caller has begun a record
- * walk (task.c) and lists only PENDING records: fn may meet a record that
+ * walk (record.c) and lists only PENDING records: fn may meet a record that
  * has just been claimed, run or even finished, never a freed one.
  *
  * Why no record read here can be freed: a walk's start is a seq_cst
- * increment of task.c's `walkers`; every last drop of a record reads it
+ * increment of record.c's `walkers`; every last drop of a record reads it
  * seq_cst, and holds the record if it sees the walk. A record is dropped
  * only after it left its queue: a thief's seq_cst CAS of top, the owner's
  * store of bottom followed by a seq_cst fence, or a pop under the injection

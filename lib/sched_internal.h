@@ -107,7 +107,7 @@ struct async_pool {
 };
 
 /* runq.c, for dump.c: each task record found queued in pool, during a
- * record walk (task.c); see its comment. */
+ * record walk (record.c); see its comment. */
 void    async__pool_each_queued(struct async_pool *pool,
                                 void (*fn)(struct future *f, void *ctx), void *ctx);
 /* dump.c, for pool.c: a new pool joins the list the dump walks; a pool

@@ -14,9 +14,13 @@
  * Also owns the list of threads whose own fiber runs tasks (thread mode,
  * inline runs), which the dump walks: a thread's state lives in its TLS
  * block and dies with the thread, so the list links the blocks under
- * list_lock (a leaf), and a thread unlinks itself at exit (task.c's exit
+ * list_lock (a leaf), and a thread unlinks itself at exit (record.c's exit
  * hook) before its block goes. Invariant: t is on the list <=> t->listed;
  * every listed block belongs to a live thread.
+ *
+ * And the thread's random numbers (async__rand: xorshift64*, seeded lazily
+ * from the block's address and the clock), which thieves use to pick whom
+ * to steal from first.
  */
 #include "internal.h"
 
@@ -63,4 +67,20 @@ void async__tls_each(void (*fn)(struct async_fiber *f, void *ctx), void *ctx)
     for (struct async_tls *t = list_head; t; t = t->list_next)
         fn(&t->self, ctx);
     ASYNC_CHECK(pthread_mutex_unlock(&list_lock));
+}
+
+uint64_t async__rand(void)
+{
+    struct async_tls *t = async__tls_get();
+    uint64_t x = t->rng;
+    if (ASYNC_UNLIKELY(x == 0)) {
+        x = (uint64_t)(uintptr_t)t ^ (uint64_t)async_now() ^ 0x9e3779b97f4a7c15ull;
+        if (x == 0)
+            x = 1;
+    }
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    t->rng = x;
+    return x * 0x2545f4914f6cdd1dull;
 }
