@@ -22,12 +22,18 @@
  * pages loses nothing and a late wake-up of a fiber reads valid memory.
  *
  * Recycling. Released stacks go on their class's warm list (LIFO: the most
- * recently used pages are still resident). When a class holds more than
- * 2 * TRIM_KEEP free stacks, all but TRIM_KEEP are handed back to the kernel
- * with MADV_DONTNEED, in address-sorted runs (one system call per run of
- * neighbours, not per stack), and move to the cold list, which is used after
- * the warm one. Workers keep a few free fibers of their own (sched.c) so that
- * a park takes no lock here.
+ * recently used pages are still resident). What a burst used is given back
+ * when the burst is over: a worker about to park idle calls
+ * async__stacks_trim, which hands all but TRIM_KEEP warm stacks back to the
+ * kernel with MADV_DONTNEED, in address-sorted runs (one system call per run
+ * of neighbours, not per stack), and moves them to the cold list, which is
+ * used after the warm one. A pool that never idles still trims once a class
+ * holds TRIM_HIGH free stacks. Returning pages is the kernel's per-page work
+ * and its TLB shootdowns, a third of the time of a burst of 100,000 blocked
+ * tasks when it was done at every 2 * TRIM_KEEP releases: now it runs after
+ * the burst, and with no lock held (the stacks being returned are on no
+ * list). Workers keep a few free fibers of their own (sched.c) so that a
+ * park takes no lock here.
  *
  * The switch. async__ctx_swap saves the callee-saved registers and the
  * floating-point control words on the current stack and swaps stack
@@ -75,6 +81,7 @@ void  __tsan_destroy_fiber(void *fiber);
 #define SLAB_MAX      1024u           /* stacks per slab at most */
 #define GUARD_BUDGET  8192u           /* mprotect guards per process */
 #define TRIM_KEEP     256u            /* free stacks a class keeps resident */
+#define TRIM_HIGH     (64u * TRIM_KEEP) /* free stacks that trim at once */
 #define CANARY        0x5a17c0de5a17c0deull
 
 struct slab {
@@ -93,7 +100,8 @@ struct async_stack_class {
     struct slab              *slabs;    /* newest first */
     struct async_fiber       *warm;     /* released, pages resident */
     struct async_fiber       *cold;     /* released, pages returned */
-    size_t                    nwarm;
+    _Atomic size_t            nwarm;    /* written under stack_lock; read
+                                           without it by async__stacks_trim */
     struct async_stack_class *next;
 };
 
@@ -335,7 +343,7 @@ struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn f
     struct async_fiber *f = c->warm;
     if (f) {
         c->warm = atomic_load_explicit(&f->next, memory_order_relaxed);
-        c->nwarm--;
+        atomic_store_explicit(&c->nwarm, c->nwarm - 1, memory_order_relaxed);
     } else if ((f = c->cold) != NULL) {
         c->cold = atomic_load_explicit(&f->next, memory_order_relaxed);
     } else {
@@ -354,62 +362,90 @@ static int by_address(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Return the pages of all but TRIM_KEEP warm stacks of c to the kernel.
- * Under stack_lock; batch is scratch for the fibers (may be NULL: then
- * they are trimmed one by one). */
-static void trim(struct async_stack_class *c, struct async_fiber **batch)
+/* Take all but TRIM_KEEP warm stacks of c off its warm list (stack_lock
+ * held): the caller returns their pages and then makes them cold. NULL
+ * when there are no more than TRIM_KEEP. */
+static struct async_fiber *trim_take(struct async_stack_class *c, size_t *n)
 {
-    size_t n = 0;
     struct async_fiber *keep = c->warm;
     for (size_t i = 1; i < TRIM_KEEP && keep; i++)
         keep = atomic_load_explicit(&keep->next, memory_order_relaxed);
     if (!keep)
-        return;
+        return NULL;
     struct async_fiber *f = atomic_load_explicit(&keep->next, memory_order_relaxed);
     atomic_store_explicit(&keep->next, NULL, memory_order_relaxed);
-    c->nwarm = TRIM_KEEP;
-    while (f) {
-        struct async_fiber *next = atomic_load_explicit(&f->next, memory_order_relaxed);
-        if (batch)
-            batch[n++] = f;
+    *n = c->nwarm - TRIM_KEEP;
+    atomic_store_explicit(&c->nwarm, TRIM_KEEP, memory_order_relaxed);
+    return f;
+}
+
+/* Return the pages of the n fibers chained from f to the kernel, with no
+ * lock held (they are on no list meanwhile: nobody can take one), then put
+ * them on c's cold list. */
+static void trim_return(struct async_stack_class *c, struct async_fiber *f, size_t n)
+{
+    struct async_fiber *first = f, **batch = malloc(n * sizeof *batch);
+    size_t k = 0;
+    for (struct async_fiber *g = f; g; g = atomic_load_explicit(&g->next, memory_order_relaxed)) {
+        if (batch && k < n)
+            batch[k++] = g;
         else
-            madvise(f->lo, f->size, MADV_DONTNEED);
-        atomic_store_explicit(&f->next, c->cold, memory_order_relaxed);
-        c->cold = f;
-        f = next;
+            madvise(g->lo, g->size, MADV_DONTNEED);   /* no memory to sort */
     }
-    if (!batch)
-        return;
-    /* The fibers of one slab are one array, so address order of the records
-     * is address order of their stacks: coalesce neighbours into one call. */
-    qsort(batch, n, sizeof *batch, by_address);
-    for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        while (j < n && batch[j] == batch[j - 1] + 1)
-            j++;
-        /* guard pages in between are skipped by the kernel's per-page work
-         * and keep their protection (a guard marker or PROT_NONE) */
-        char *from = batch[i]->lo;
-        char *to = batch[j - 1]->lo + batch[j - 1]->size;
-        madvise(from, (size_t)(to - from), MADV_DONTNEED);
-        i = j;
+    if (batch) {
+        /* The fibers of one slab are one array, so address order of the
+         * records is address order of their stacks: coalesce neighbours
+         * into one call. */
+        qsort(batch, k, sizeof *batch, by_address);
+        for (size_t i = 0; i < k;) {
+            size_t j = i + 1;
+            while (j < k && batch[j] == batch[j - 1] + 1)
+                j++;
+            /* guard pages in between are skipped by the kernel's per-page
+             * work and keep their protection (a guard marker or PROT_NONE) */
+            char *from = batch[i]->lo;
+            char *to = batch[j - 1]->lo + batch[j - 1]->size;
+            madvise(from, (size_t)(to - from), MADV_DONTNEED);
+            i = j;
+        }
+        free(batch);
     }
+    struct async_fiber *last = first;
+    while (atomic_load_explicit(&last->next, memory_order_relaxed))
+        last = atomic_load_explicit(&last->next, memory_order_relaxed);
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    atomic_store_explicit(&last->next, c->cold, memory_order_relaxed);
+    c->cold = first;
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
 }
 
 void async__fiber_release(struct async_fiber *f)
 {
     struct async_stack_class *c = f->cls;
     atomic_store_explicit(&f->state, ASYNC_F_FREE, memory_order_release);
+    struct async_fiber *trimmed = NULL;
+    size_t n = 0;
     ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
     atomic_store_explicit(&f->next, c->warm, memory_order_relaxed);
     c->warm = f;
-    c->nwarm++;
-    if (c->nwarm >= 2 * TRIM_KEEP) {
-        struct async_fiber **batch = malloc(c->nwarm * sizeof *batch);
-        trim(c, batch);
-        free(batch);
-    }
+    atomic_store_explicit(&c->nwarm, c->nwarm + 1, memory_order_relaxed);
+    if (c->nwarm >= TRIM_HIGH)
+        trimmed = trim_take(c, &n);
     ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+    if (trimmed)
+        trim_return(c, trimmed, n);
+}
+
+void async__stacks_trim(struct async_stack_class *c)
+{
+    if (atomic_load_explicit(&c->nwarm, memory_order_relaxed) <= TRIM_KEEP)
+        return;   /* the common case: no lock */
+    size_t n = 0;
+    ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
+    struct async_fiber *trimmed = c->nwarm > TRIM_KEEP ? trim_take(c, &n) : NULL;
+    ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
+    if (trimmed)
+        trim_return(c, trimmed, n);
 }
 
 /* ------------------------------------------------------ the switch */

@@ -609,6 +609,9 @@ struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn f
 void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn);
 /* Give a fiber back (state FREE); its pages may be returned to the kernel. */
 void async__fiber_release(struct async_fiber *f);
+/* Hand all but a few free stacks of c back to the kernel (a worker about to
+ * park idle: a burst is over). */
+void async__stacks_trim(struct async_stack_class *c);
 /* Stacks allocated (in use or cached) across every class. */
 size_t async__stacks_allocated(void);
 /* Switch from the running fiber `from` to `to` (which must not be running),

@@ -255,6 +255,10 @@ static void join_workers(struct async_pool *pool)
             w->has_thread = false;
         }
     }
+    /* The workers gave their cached stacks back as they left: a pool that
+     * goes takes its burst's pages with it. */
+    if (pool->stacks)
+        async__stacks_trim(pool->stacks);
 }
 
 /* Every record still queued: cancel it if nobody ran it, drop the queue's

@@ -755,6 +755,9 @@ static bool go_idle(struct async_worker *w)
         atomic_store(&pool->saturated, false);
         ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
     }
+    /* A burst is over: what its parked tasks' stacks held goes back. */
+    if (pool->stacks)
+        async__stacks_trim(pool->stacks);
     bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
     int64_t retire = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
     for (;;) {

@@ -100,6 +100,77 @@ static void *recv_one(void *arg)
     return (void *)(intptr_t)(rc == 0 ? v : -rc);
 }
 
+/* ------------------------------------------------------ stacks given back */
+
+#define BURST 3000u
+#define TOUCH (64 * KIB)
+
+/* Touches TOUCH bytes of its stack, then waits for one int; returns it. */
+static void *touch_and_recv(void *arg)
+{
+    volatile char buf[TOUCH];
+    memset((char *)buf, 1, sizeof buf);
+    int v = 0;
+    int rc = chan_recv(arg, &v);
+    return (void *)(intptr_t)(rc == 0 ? v + buf[TOUCH - 1] - 1 : -rc);
+}
+
+/* The process's resident bytes (/proc/self/statm). */
+static size_t rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    unsigned long size = 0, resident = 0;
+    cr_assert_eq(fscanf(f, "%lu %lu", &size, &resident), 2);
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* One burst on pool: BURST tasks each dirty TOUCH bytes of stack and park,
+ * then are fed and finish; once the worker is idle, the resident memory
+ * must fall back to within a third of what the burst added. */
+static void burst_and_trim(async_pool_t *pool, chan_t *c, int round)
+{
+    static future_t *fs[BURST];
+    size_t before = rss_bytes();
+    for (unsigned i = 0; i < BURST; i++)
+        cr_assert_not_null(fs[i] = async_submit(pool, touch_and_recv, c, 0));
+    cr_assert(wait_parked(pool, BURST), "round %d: the burst did not park", round);
+    size_t peak = rss_bytes();
+    cr_assert_geq(peak - before, (size_t)BURST * TOUCH / 2,
+                  "round %d: %u parked tasks hold only %zu KiB", round, BURST,
+                  (peak - before) / KIB);
+    int one = 1;
+    for (unsigned i = 0; i < BURST; i++)
+        cr_assert_eq(chan_send(c, &one), 0);
+    for (unsigned i = 0; i < BURST; i++) {
+        cr_assert_eq(get_int(fs[i]), 1);
+        future_free(fs[i]);
+    }
+    /* The worker trims as it goes idle: wait for the pages to go. */
+    size_t bound = before + (peak - before) / 3, now;
+    int64_t until = tu_deadline();
+    while ((now = rss_bytes()) > bound && tu_spin_once(until))
+        ;
+    cr_assert_leq(now, bound, "round %d: resident %zu KiB after the burst, %zu KiB at its "
+                  "peak, %zu KiB before it", round, now / KIB, peak / KIB, before / KIB);
+}
+
+/* API.md: stacks are recycled, and what a burst used is given back. 3,000
+ * tasks each dirty 64 KiB of stack and park; once they have finished and
+ * the worker is idle, all but a few hundred of those stacks' pages go back
+ * to the kernel. A second burst runs on the stacks the first gave back. */
+Test(goroutine, a_burst_of_parked_stacks_is_given_back_once_idle, .timeout = 240)
+{
+    async_pool_t *pool = gpool(1, 256 * KIB);
+    chan_t *c = chan_make(sizeof(int), 0);
+    cr_assert_not_null(c);
+    burst_and_trim(pool, c, 1);
+    burst_and_trim(pool, c, 2);
+    async_pool_destroy(pool, ASYNC_DRAIN);
+    chan_free(c);
+}
+
 /* ------------------------------------------------ many blocked, one thread */
 
 Test(goroutine, thousand_tasks_blocked_on_one_worker)
