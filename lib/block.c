@@ -56,6 +56,7 @@
 #define SPIN_MAX_NS   (50 * ASYNC_MICROSECOND)
 #define SPIN_CALIB    4096   /* untimed spins between two measurements */
 #define SPIN_CALIB_ROUNDS 128
+#define SPIN_ROUND_MAX_PS 500000u   /* 500 ns: a pause is 140 cycles at most */
 static _Atomic unsigned spinners;           /* threads spinning in a wait */
 static _Atomic unsigned ncpu_cached;        /* 0 until first computed */
 
@@ -102,7 +103,10 @@ static void calibrate(struct async_tls *t)
     for (unsigned i = 0; i < SPIN_CALIB_ROUNDS; i++)
         async__cpu_relax();
     int64_t ps = (async_now() - start) * 1000 / SPIN_CALIB_ROUNDS;
-    t->spin_ps = ps < 1 ? 1 : ps > UINT32_MAX ? UINT32_MAX : (uint32_t)ps;
+    /* A thread preempted while it measured would believe a round takes
+     * milliseconds and stop spinning until the next measurement: no pause
+     * takes more than SPIN_ROUND_MAX_PS. */
+    t->spin_ps = ps < 1 ? 1 : ps > SPIN_ROUND_MAX_PS ? SPIN_ROUND_MAX_PS : (uint32_t)ps;
     t->spin_calib = SPIN_CALIB;
 }
 
