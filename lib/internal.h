@@ -30,9 +30,11 @@
  *              queued
  *   stats.c    a pool's counters summed: the stats snapshot, quiescence,
  *              parked fibers
- *   sched.c    workers and their loop, the run-next slot, stealing, idle
- *              parking, blocked accounting and replacements, the switches
- *              of parking, resuming and yielding
+ *   workers.c  worker threads: the idle list, waking on new work, starting
+ *              workers and replacements for blocked ones, blocked accounting
+ *              (the thread entry comes down as a hook set by sched.c)
+ *   sched.c    the worker loop, the run-next slot, stealing, going idle,
+ *              the switches of parking, resuming and yielding
  *   submit.c   submission, timers for futures, the pins of outside threads
  *              (inline runs, pushes)
  *   block.c    the one wait loop (async__wait: spin and park a thread, or

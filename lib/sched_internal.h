@@ -1,7 +1,7 @@
 /*
  * lib/sched_internal.h — the pool record, shared by the scheduler (runq.c,
- * stats.c, sched.c, submit.c) and the pool's life cycle (pool.c). Never
- * installed.
+ * stats.c, workers.c, sched.c, submit.c) and the pool's life cycle (pool.c).
+ * Never installed.
  *
  * Fields and their guards:
  *   h.log, h.log_ctx, h.name, threads (lowered once at create), max_threads,
@@ -210,15 +210,26 @@ size_t  async__queued_estimate(struct async_pool *pool);
  * other (pool.c, dump.c). */
 void    async__pool_snapshot(struct async_pool *pool, async_pool_stats_t *out);
 
-/* ------------------------------------------------------------ sched.c */
+/* ---------------------------------------------------------- workers.c */
 
-/* for block.c, timer.c and submit.c */
+/* for sched.c, block.c, timer.c and submit.c */
 void    async__signal_work(struct async_pool *pool);
 void    async__kick_idle(struct async_pool *pool);
 bool    async__wake_one(struct async_pool *pool);   /* true: one was idle */
 void    async__block_enter(void);    /* a worker parks its thread */
 void    async__block_exit(void);
 int64_t async__block_retry(void);
+/* The idle list, for sched.c's go_idle (see workers.c) */
+void    async__idle_push(struct async_worker *w);
+void    async__idle_remove(struct async_worker *w);
+void    async__idle_remove_locked(struct async_worker *w);   /* idle_lock held */
+void    async__stop_searching(struct async_worker *w);
+/* Where a new worker thread starts (sched.c's worker_main), set by
+ * async__sched_init before any pool can spawn. */
+extern void *(*_Atomic async__worker_entry)(void *arg);
+
+/* ------------------------------------------------------------ sched.c */
+
 bool    async__fiber_park(struct async_fiber *self);
 bool    async__fiber_yield(struct async_fiber *self);
 
@@ -239,10 +250,11 @@ bool    async__timers_due(struct async_pool *pool, int64_t now);
 int64_t async__timers_next(struct async_pool *pool);    /* ASYNC_FOREVER: none */
 void    async__timers_fini(struct async_pool *pool);
 
-/* sched.c, for pool.c */
+/* workers.c, for pool.c */
 int  async__spawn_locked(struct async_pool *pool);
 void async__wake_all_idle(struct async_pool *pool);
 void async__set_stopping(struct async_pool *pool);
+/* sched.c, for pool.c: the hooks (ready, worker entry), at every create */
 void async__sched_init(void);
 
 #endif /* ASYNC_SCHED_INTERNAL_H */
