@@ -12,7 +12,8 @@
  * of one size (a class) are carved from slabs of about SLAB_BYTES, each one
  * MAP_NORESERVE mapping whose pages are committed only when touched. Region
  * i of a slab is [guard page | usable stack]; the guard is installed with
- * MADV_GUARD_INSTALL (Linux 6.13+: no extra mapping), else with mprotect
+ * MADV_GUARD_INSTALL (Linux 6.13+: no extra mapping; a new slab's guards
+ * all at once, with process_madvise, where the kernel takes it), else with mprotect
  * while the process has made fewer than GUARD_BUDGET such guards (each
  * splits the mapping: two more map entries), else the stack gets a canary
  * word at its lowest address instead, checked at every switch away from it
@@ -23,7 +24,8 @@
  *
  * Recycling. Released stacks go on their class's warm list (LIFO: the most
  * recently used pages are still resident). What a burst used is given back
- * when the burst is over: a worker about to park idle calls
+ * when the burst is over: a worker that stayed idle a few milliseconds
+ * (sched.c's go_idle) calls
  * async__stacks_trim, which hands all but TRIM_KEEP warm stacks back to the
  * kernel with MADV_DONTNEED, in address-sorted runs (one system call per run
  * of neighbours, not per stack), and moves them to the cold list, which is
@@ -52,6 +54,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #if ASYNC_CTX_UCONTEXT
@@ -90,6 +94,7 @@ struct slab {
     unsigned             carved;     /* regions handed out so far */
     unsigned             n;          /* regions; immutable */
     bool                 canaried;   /* no guard pages: canaries */
+    bool                 guarded;    /* every region's guard installed at once */
     struct async_fiber  *fibers;     /* [n]; never freed */
     struct slab         *next;
 };
@@ -244,6 +249,51 @@ static bool guard(struct slab *s, char *page, size_t ps)
     return false;
 }
 
+/* Every region's guard page of s in one system call: process_madvise on
+ * this process, which takes a vector of ranges (Linux 6.13+ for guard
+ * regions on oneself). A separate madvise per region was a seventh of the
+ * time of 100,000 tasks parking at once, and it ran under stack_lock. False
+ * where the kernel says no (carve() then guards region by region), and
+ * under valgrind, which does not know the call. Under stack_lock. */
+static bool guard_slab(struct slab *s, size_t stride, size_t ps)
+{
+#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+    static bool batch_refused;
+    _Static_assert(SLAB_MAX <= 1024, "one process_madvise vector (UIO_MAXIOV) per slab");
+    if (guard_install <= 0 || batch_refused)
+        return false;
+#ifdef ASYNC_VALGRIND
+    if (RUNNING_ON_VALGRIND)
+        return false;
+#endif
+    struct iovec *iov = async__malloc(s->n * sizeof *iov);
+    if (!iov)
+        return false;
+    for (unsigned i = 0; i < s->n; i++)
+        iov[i] = (struct iovec){ s->base + (size_t)i * stride, ps };
+    /* A descriptor per slab, not one kept: after a fork a kept one would
+     * name the parent. */
+    long done = -1;
+    int fd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+    if (fd >= 0) {
+        done = syscall(SYS_process_madvise, (long)fd, iov, (long)s->n,
+                       (long)MADV_GUARD_INSTALL, 0L);
+        if (done < 0)
+            batch_refused = true;   /* not this kernel's: region by region */
+        close(fd);
+    } else {
+        batch_refused = true;
+    }
+    async__free(iov);
+    return done == (long)((size_t)s->n * ps);
+#else
+    (void)s;
+    (void)stride;
+    (void)ps;
+    return false;
+#endif
+}
+
 /* A new slab for class c; under stack_lock. */
 static struct slab *slab_new(struct async_stack_class *c)
 {
@@ -271,6 +321,7 @@ static struct slab *slab_new(struct async_stack_class *c)
     s->len = len;
     s->n = (unsigned)n;
     s->fibers = fs;
+    s->guarded = guard_slab(s, c->stride, page_size());
     s->next = c->slabs;
     c->slabs = s;
     return s;
@@ -291,7 +342,7 @@ static struct async_fiber *carve(struct async_stack_class *c)
     /* Set up before the registry publishes f (a release store): its walkers
      * (a pool's destroy waking every target, the dump) read f's state from
      * then on. A failed registration leaves the slot to the next carve. */
-    bool guarded = guard(s, region, ps);
+    bool guarded = s->guarded || guard(s, region, ps);
     f->lo = region + ps;
     f->size = c->size;
     f->cls = c;
@@ -434,6 +485,11 @@ void async__fiber_release(struct async_fiber *f)
     ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
     if (trimmed)
         trim_return(c, trimmed, n);
+}
+
+bool async__stacks_trimmable(const struct async_stack_class *c)
+{
+    return atomic_load_explicit(&c->nwarm, memory_order_relaxed) > TRIM_KEEP;
 }
 
 void async__stacks_trim(struct async_stack_class *c)

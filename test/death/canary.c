@@ -7,8 +7,9 @@
  * Stacks get canaries only once guards cannot be had (no MADV_GUARD_INSTALL
  * and the mprotect budget spent). A child process forces that: after its
  * pool has started it installs a seccomp filter under which
- * madvise(MADV_GUARD_INSTALL) fails with EINVAL and mprotect(PROT_NONE)
- * with ENOMEM. A task then parks, so the worker carves a new stack (with a
+ * madvise(MADV_GUARD_INSTALL) and process_madvise (a slab's guards at
+ * once) fail with EINVAL, as on a kernel older than 6.13, and
+ * mprotect(PROT_NONE) with ENOMEM. A task then parks, so the worker carves a new stack (with a
  * canary) to go on with; the next task runs on that stack, writes over its
  * lowest bytes (and into the unguarded page below, which is still its own
  * region: nothing else is touched), returns from that frame, and blocks.
@@ -46,16 +47,18 @@
 static int no_guards(void)
 {
     struct sock_filter f[] = {
-        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 3),       /* 2 : 5 */
-        /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-        /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_GUARD_INSTALL, 0, 5), /* 4 : 9 */
-        /* 4 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
-        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 0, 3),      /* 6 : 9 */
-        /* 6 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
-        /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_NONE, 0, 1),         /* 8 : 9 */
-        /* 8 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM),
-        /* 9 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        /*  0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        /*  1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 0, 1), /* 2 : 3 */
+        /*  2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+        /*  3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 3),         /* 4 : 7 */
+        /*  4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        /*  5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MADV_GUARD_INSTALL, 0, 5),   /* 6 : 11 */
+        /*  6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+        /*  7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 0, 3),        /* 8 : 11 */
+        /*  8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+        /*  9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_NONE, 0, 1),           /* 10 : 11 */
+        /* 10 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOMEM),
+        /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = { .len = sizeof f / sizeof f[0], .filter = f };
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)

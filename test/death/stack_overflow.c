@@ -8,10 +8,12 @@
  * cannot be made, the recursion comes back, or the fault it takes is not on
  * the guard page just below the task's stack (a write that ran past the
  * guard into other memory). A fault on the guard page, or the abort of the
- * canary check, ends it with a signal, as it should.
+ * canary check, ends it with a signal, as it should. The task overflows a
+ * stack carved after three others, whose guards a slab installs at once.
  */
 #include <async.h>
 
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +42,11 @@ static void on_segv(int sig, siginfo_t *si, void *uc)
     }
     (void)!write(2, miss, sizeof miss - 1);
     _exit(0);
+}
+
+static void *park(void *arg)
+{
+    return (void *)(intptr_t)chan_recv(arg, NULL);
 }
 
 static long depth;
@@ -77,6 +84,23 @@ int main(void)
     async_pool_t *pool = async_pool_create(&cfg);
     if (!pool) {
         perror("async_pool_create");
+        return 0;
+    }
+    /* Three tasks parked first take the slab's first stacks, so the one
+     * that overflows has a neighbour below its guard: without the guard it
+     * would run on into that stack, not off the slab's start. */
+    chan_t *c = chan_make(0, 0);
+    for (int i = 0; i < 3; i++)
+        if (!c || !async_run_on(pool, park, c)) {   /* left to the end */
+            perror("async_run_on");
+            return 0;
+        }
+    async_pool_stats_t st;
+    int64_t until = async_now() + 30 * ASYNC_SECOND;
+    while (async_pool_stats(pool, &st) == 0 && st.parked < 3 && async_now() < until)
+        sched_yield();
+    if (st.parked != 3) {
+        fprintf(stderr, "stack_overflow: %zu tasks parked, not 3\n", st.parked);
         return 0;
     }
     future_t *f = async_run_on(pool, overflow_task, NULL);
