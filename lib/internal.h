@@ -611,8 +611,10 @@ struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn f
 void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn);
 /* Give a fiber back (state FREE); its pages may be returned to the kernel. */
 void async__fiber_release(struct async_fiber *f);
-/* Hand all but a few free stacks of c back to the kernel (a worker about to
- * park idle: a burst is over). */
+/* Whether c holds more free stacks than it keeps resident (a relaxed read);
+ * hand all but those back to the kernel (a worker that stayed idle: a burst
+ * is over). */
+bool async__stacks_trimmable(const struct async_stack_class *c);
 void async__stacks_trim(struct async_stack_class *c);
 /* Stacks allocated (in use or cached) across every class. */
 size_t async__stacks_allocated(void);

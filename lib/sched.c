@@ -105,6 +105,7 @@
 #endif
 
 #define RETIRE_NS        (3 * ASYNC_SECOND)
+#define TRIM_DELAY_NS    (10 * ASYNC_MILLISECOND)   /* idle this long: stacks go back */
 #define SEARCH_NS        (20 * ASYNC_MICROSECOND)
 #define RUNNEXT_GRACE    (5 * ASYNC_MICROSECOND)
 #define RUNNEXT_MAX      32u
@@ -509,15 +510,20 @@ static bool go_idle(struct async_worker *w)
         atomic_store(&pool->saturated, false);
         ASYNC_CHECK(pthread_mutex_unlock(&pool->lock));
     }
-    /* A burst is over: what its parked tasks' stacks held goes back. */
-    if (pool->stacks)
-        async__stacks_trim(pool->stacks);
+    /* A burst is over once the worker has stayed idle TRIM_DELAY_NS: then
+     * what its parked tasks' stacks held goes back. Not at once: a pool
+     * merely between two hand-offs (a feeder slower than its workers) would
+     * pay the kernel's page work in the middle of its burst. */
+    int64_t trim = pool->stacks && async__stacks_trimmable(pool->stacks)
+                       ? async_now() + TRIM_DELAY_NS : ASYNC_FOREVER;
     bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
     int64_t retire = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
     for (;;) {
         int64_t deadline = retire, t = async__timers_next(pool);
         if (t != ASYNC_FOREVER && (deadline == ASYNC_FOREVER || t < deadline))
             deadline = t;
+        if (trim != ASYNC_FOREVER && (deadline == ASYNC_FOREVER || trim < deadline))
+            deadline = trim;
         async__park(w->parker, deadline);
         ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
         if (!w->idle) {
@@ -536,6 +542,10 @@ static bool go_idle(struct async_worker *w)
             return false;   /* an idle replacement retires */
         }
         ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+        if (trim != ASYNC_FOREVER && async__deadline_passed(trim)) {
+            async__stacks_trim(pool->stacks);   /* still idle: a wake waits for it */
+            trim = ASYNC_FOREVER;
+        }
     }
 }
 
