@@ -24,7 +24,10 @@
  *   W3  ping-pong over two unbuffered channels, 200,000 round trips: the main
  *       thread sends i and receives the reply, one pool task answers i+1 (as
  *       the Go peer: main goroutine + one goroutine); --w3-tasks makes the
- *       asking side a pool task too.
+ *       asking side a pool task too. handoff_floor_ns= is the same number
+ *       of round trips between two plain threads spinning on two cache
+ *       lines, measured after the pool is gone: the floor for any design
+ *       in which the two sides run on two threads.
  *   W3T W3 with both parties pool tasks (Go's W3 is two goroutines); the
  *       main thread waits for them with a finite deadline, so that it runs
  *       neither itself.
@@ -59,6 +62,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -330,6 +334,62 @@ static long long w3_pass(async_pool_t *pool, long n)
     return sum;
 }
 
+/* The floor under W3: two plain threads hand a counter back and forth
+ * through two cache lines, spinning, n round trips; ns per round trip.
+ * No design that runs the asking and the answering side on two threads can
+ * beat it on this machine: each round trip moves both lines between cores
+ * twice. (Go's W3 runs both goroutines on one P, and pays none of it.) */
+struct handoff {
+    _Alignas(64) atomic_long ask;
+    _Alignas(64) atomic_long answer;
+    long n;
+};
+
+static void spin_until(atomic_long *x, long v)
+{
+    for (unsigned spins = 0; atomic_load_explicit(x, memory_order_acquire) != v; spins++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ volatile("yield");
+#endif
+        if (spins >= 100000) {   /* one CPU, or a preempted partner */
+            sched_yield();
+            spins = 0;
+        }
+    }
+}
+
+static void *handoff_answer(void *arg)
+{
+    struct handoff *h = arg;
+    for (long i = 1; i <= h->n; i++) {
+        spin_until(&h->ask, i);
+        atomic_store_explicit(&h->answer, i, memory_order_release);
+    }
+    return NULL;
+}
+
+static double handoff_floor_ns(long n)
+{
+    static struct handoff h;
+    atomic_store(&h.ask, 0);
+    atomic_store(&h.answer, 0);
+    h.n = n;
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, handoff_answer, &h);
+    if (rc)
+        fail("pthread_create", rc);
+    uint64_t t0 = now_ns();
+    for (long i = 1; i <= n; i++) {
+        atomic_store_explicit(&h.ask, i, memory_order_release);
+        spin_until(&h.answer, i);
+    }
+    uint64_t t1 = now_ns();
+    pthread_join(t, NULL);
+    return (double)(t1 - t0) / (double)n;
+}
+
 /* W3 (main thread + task) or W3T (two tasks). */
 static void w3_run(const char *name, bool tasks)
 {
@@ -341,10 +401,13 @@ static void w3_run(const char *name, bool tasks)
     long long sum = w3_pass(pool, n);
     uint64_t t1 = now_ns();
     check(name, sum, (long long)n * (n + 1) / 2);
-    char extra[160];
-    snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=%s", opt_threads,
-             peak_threads(pool), tasks ? "task+task" : "main+task");
+    char extra[200];
+    int len = snprintf(extra, sizeof extra, "threads=%u threads_reached=%u parties=%s",
+                       opt_threads, peak_threads(pool), tasks ? "task+task" : "main+task");
     destroy_pool(pool, ASYNC_DRAIN);
+    if (!tasks)   /* after the pool's workers are gone: the two threads alone */
+        snprintf(extra + len, sizeof extra - (size_t)len, " handoff_floor_ns=%.1f",
+                 handoff_floor_ns(n));
     report(name, n, (double)(t1 - t0) / (double)n, extra);
 }
 

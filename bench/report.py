@@ -311,6 +311,11 @@ def workload_md(table, wl):
         osth = r["keys"].get("os_threads")
         if osth:
             extra.append(f"OS threads: {span(osth)}")
+        if wl == "W3" and stat(r, "handoff_floor_ns") is not None:
+            floor = stat(r, "handoff_floor_ns")
+            extra.append(f"two plain threads spinning on two cache lines, the floor of any "
+                         f"two-thread design (handoff_floor_ns): {fmt(floor)} ns per round trip, "
+                         f"so W3 is {r['value'] / floor:.1f} x that floor")
         if wl == "W4" and stat(r, "total_ms") is not None:
             extra.append(f"total {fmt(stat(r, 'total_ms'))} ms")
         if wl == "W6" and stat(r, "raw_bytes_per_task") is not None:
