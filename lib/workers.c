@@ -190,7 +190,10 @@ int async__spawn_locked(struct async_pool *pool)
 }
 
 /* Every worker is blocked and work is queued: start a replacement, or say
- * once that the pool is saturated. */
+ * once that the pool is saturated. Both are checked again under the lock:
+ * the work that sent us here may have been taken meanwhile (by the worker
+ * that then blocked, as the submitter was still signalling), and then
+ * there is nothing to replace a worker for, nor a saturation to report. */
 static void all_blocked(struct async_pool *pool)
 {
     char line[128];
@@ -199,7 +202,8 @@ static void all_blocked(struct async_pool *pool)
     unsigned alive = atomic_load(&pool->nalive);
     unsigned blocked = atomic_load(&pool->nblocked);
     int ph = atomic_load(&pool->h.phase);
-    if (ph != PH_CANCELLING && ph != PH_STOPPING && blocked >= alive) {
+    if (ph != PH_CANCELLING && ph != PH_STOPPING && blocked >= alive &&
+        async__work_visible(pool)) {
         bool capped = alive >= pool->max_threads;
         int rc = capped ? EAGAIN : async__spawn_locked(pool);
         /* A replacement that could not start (no memory, no thread) is

@@ -84,8 +84,6 @@ void tu_log_hook(void *ctx, const char *line)
 {
     struct tu_log *log = ctx;
     char *copy = strdup(line ? line : "(null)");
-    if (line && strstr(line, ": saturated: "))
-        atomic_fetch_add(&log->saturated, 1);
     pthread_mutex_lock(&log->mu);
     if (copy && log->n == log->cap) {
         size_t cap = log->cap ? 2 * log->cap : 64;
@@ -100,6 +98,9 @@ void tu_log_hook(void *ctx, const char *line)
     else
         free(copy);
     pthread_mutex_unlock(&log->mu);
+    /* after the line is stored: a waiter for the count then finds it */
+    if (line && strstr(line, ": saturated: "))
+        atomic_fetch_add(&log->saturated, 1);
     atomic_fetch_add_explicit(&log->count, 1, memory_order_release);
 }
 
