@@ -15,10 +15,11 @@
  * slabs and committed only as they are touched: 100,000 parked tasks cost a
  * few kilobytes each. Finished tasks' stacks are reused; what a burst of
  * parked tasks touched goes back to the kernel (MADV_DONTNEED) once a
- * worker finds nothing to do, or the pool is destroyed, keeping a few
- * hundred stacks warm (a pool that never idles gives back past 16,384 free
- * stacks). An overflow hits a guard page or a canary checked at
- * every switch, and aborts with a message; it never corrupts silently.
+ * worker has found nothing to do for 10 ms, or the pool is destroyed,
+ * keeping a few hundred stacks warm (a pool that never idles gives back
+ * past 16,384 free stacks). An overflow hits a guard page or a canary
+ * checked at every switch, and aborts with a message; it never corrupts
+ * silently.
  * Timers of parked tasks live in a heap on the pool, not in threads.
  *
  *   Migration hazard: a blocking call may return on another thread. The
