@@ -13,9 +13,9 @@
  * MAP_NORESERVE mapping whose pages are committed only when touched. Region
  * i of a slab is [guard page | usable stack]; the guard is installed with
  * MADV_GUARD_INSTALL (Linux 6.13+: no extra mapping; a new slab's guards
- * all at once, with process_madvise, where the kernel takes it), else with mprotect
- * while the process has made fewer than GUARD_BUDGET such guards (each
- * splits the mapping: two more map entries), else the stack gets a canary
+ * all at once, with process_madvise, where the kernel takes it), else with
+ * mprotect while the process has made fewer than GUARD_BUDGET such guards
+ * (each splits the mapping: two more map entries), else the stack gets a canary
  * word at its lowest address instead, checked at every switch away from it
  * (async__fiber_check), which aborts naming the task and the stack size.
  * The fiber records (struct async_fiber) are not in the stacks: they sit in

@@ -30,8 +30,9 @@
  *              queued
  *   stats.c    a pool's counters summed: the stats snapshot, quiescence,
  *              parked fibers
- *   workers.c  worker threads: the idle list, waking on new work, starting
- *              workers and replacements for blocked ones, blocked accounting
+ *   workers.c  worker threads: the idle list and the idle park, waking on
+ *              new work, starting workers and replacements for blocked
+ *              ones, blocked accounting
  *              (the thread entry comes down as a hook set by sched.c)
  *   sched.c    the worker loop, the run-next slot, stealing, going idle,
  *              the switches of parking, resuming and yielding

@@ -115,22 +115,6 @@
 
 enum { T_RELEASE = 1, T_PARK = 2, T_YIELD = 3 };
 
-/* Would a worker of this pool leave its loop now? The answer can turn true
- * without any wake-up for the idle (the last parked fiber resumed on another
- * worker), so a worker that sees it true wakes every idle worker to look
- * again: idle_push under idle_lock orders their check after this one. */
-static bool should_exit(struct async_pool *pool)
-{
-    int ph = atomic_load_explicit(&pool->h.phase, memory_order_acquire);
-    if (ph != PH_STOPPING && ph != PH_CANCELLING)
-        return false;
-    if (pool->stacks && async__pool_parked(pool) != 0)
-        return false;
-    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
-        async__wake_all_idle(pool);
-    return true;
-}
-
 /* ---------------------------------------------------- fiber caches */
 
 static void sched_main(void *transfer);
@@ -496,10 +480,10 @@ static bool go_idle(struct async_worker *w)
     int ph = atomic_load(&pool->h.phase);
     if (ph == PH_DRAINING && async__quiescent(pool))
         async__set_stopping(pool);
-    if (should_exit(pool) || async__work_visible(pool) ||
+    if (async__should_exit(pool) || async__work_visible(pool) ||
         async__timers_due(pool, async_now())) {
         async__idle_remove(w);
-        return !should_exit(pool);
+        return !async__should_exit(pool);
     }
     /* Nothing left to do: a saturation episode is over, the next may log.
      * Not when a blocked worker wakes: it frees a worker for the next
@@ -518,35 +502,7 @@ static bool go_idle(struct async_worker *w)
                        ? async_now() + TRIM_DELAY_NS : ASYNC_FOREVER;
     bool extra = atomic_load(&pool->nalive) > atomic_load(&pool->threads);
     int64_t retire = extra && ph == PH_RUNNING ? async_now() + RETIRE_NS : ASYNC_FOREVER;
-    for (;;) {
-        int64_t deadline = retire, t = async__timers_next(pool);
-        if (t != ASYNC_FOREVER && (deadline == ASYNC_FOREVER || t < deadline))
-            deadline = t;
-        if (trim != ASYNC_FOREVER && (deadline == ASYNC_FOREVER || trim < deadline))
-            deadline = trim;
-        async__park(w->parker, deadline);
-        ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
-        if (!w->idle) {
-            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
-            return !should_exit(pool);
-        }
-        if (async__timers_due(pool, async_now())) {
-            async__idle_remove_locked(w);
-            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
-            return true;
-        }
-        if (retire != ASYNC_FOREVER && async__deadline_passed(retire) &&
-            atomic_load(&pool->nalive) > atomic_load(&pool->threads)) {
-            async__idle_remove_locked(w);
-            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
-            return false;   /* an idle replacement retires */
-        }
-        ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
-        if (trim != ASYNC_FOREVER && async__deadline_passed(trim)) {
-            async__stacks_trim(pool->stacks);   /* still idle: a wake waits for it */
-            trim = ASYNC_FOREVER;
-        }
-    }
+    return async__idle_park(w, retire, trim);
 }
 
 /* The worker loop; returns when the worker should exit. It may be resumed
@@ -557,7 +513,7 @@ static void loop(void)
     for (;;) {
         struct async_worker *w = async__tls_get()->worker;
         struct async_pool *pool = w->pool;
-        if (should_exit(pool))
+        if (async__should_exit(pool))
             return;
         w->streak = 0;
         atomic_store_explicit(&w->turns, w->turns + 1, memory_order_relaxed);

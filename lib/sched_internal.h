@@ -204,6 +204,13 @@ void    async__sum_counters(struct async_pool *pool, uint64_t out[ASYNC_NCOUNTER
 bool    async__quiescent(struct async_pool *pool);
 /* Fibers of the pool parked or runnable (not running). */
 size_t  async__pool_parked(struct async_pool *pool);
+/* workers.c: would a worker of pool leave its loop now (stopping, and no
+ * fiber parked)? Wakes every idle worker to look again when it would. */
+bool    async__should_exit(struct async_pool *pool);
+/* workers.c: park idle worker w (on the idle list) until it is taken off
+ * it or a timer is due (true), or, past `retire`, an extra worker may
+ * leave (false); past `trim`, give the spare stacks back once. */
+bool    async__idle_park(struct async_worker *w, int64_t retire, int64_t trim);
 /* Tasks submitted and neither started nor cancelled (the saturation line). */
 size_t  async__queued_estimate(struct async_pool *pool);
 /* async_pool_stats's snapshot of pool, its fields made to agree with each

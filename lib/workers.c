@@ -2,9 +2,11 @@
  * lib/workers.c — a pool's worker threads: the idle list, waking one, and
  * starting workers, replacements for blocked ones included.
  *
- * Owns: the idle list (pool->idle_top under idle_lock, nidle), the rule for
- * waking on new work (async__signal_work), the searching count's release,
- * the shutdown's wake of every idle worker (async__set_stopping), spawning
+ * Owns: the idle list (pool->idle_top under idle_lock, nidle), an idle
+ * worker's park (async__idle_park) and the rule for leaving the loop
+ * (async__should_exit), the rule for waking on new work
+ * (async__signal_work), the searching count's release, the shutdown's wake
+ * of every idle worker (async__set_stopping), spawning
  * (async__spawn_locked: a worker record, its thread), and the accounting of
  * workers that park their thread in a blocked call. What a worker does once
  * running is sched.c's; the thread starts in sched.c's worker_main, which
@@ -24,7 +26,8 @@
  * replacement, up to max_threads; at the cap it logs "pool NAME: saturated:
  * ..." once per episode (an episode ends when a worker parks idle, having
  * found nothing to do). Idle replacement workers (more alive than
- * `threads`) exit after RETIRE_NS idle (sched.c's go_idle).
+ * `threads`) exit after RETIRE_NS idle (sched.c's go_idle decides when, and
+ * async__idle_park here parks until then).
  *
  * Locks: pool->lock (spawning, the saturation flag) > pool->idle_lock (the
  * idle list); the counters are atomics.
@@ -120,6 +123,62 @@ void async__set_stopping(struct async_pool *pool)
         struct async_parker *d = atomic_load(&pool->destroyer);
         if (d)
             async__unpark(d);
+    }
+}
+
+/* ------------------------------------------------------ going idle */
+
+/* Would a worker of this pool leave its loop now? The answer can turn true
+ * without any wake-up for the idle (the last parked fiber resumed on another
+ * worker), so a worker that sees it true wakes every idle worker to look
+ * again: idle_push under idle_lock orders their check after this one. */
+bool async__should_exit(struct async_pool *pool)
+{
+    int ph = atomic_load_explicit(&pool->h.phase, memory_order_acquire);
+    if (ph != PH_STOPPING && ph != PH_CANCELLING)
+        return false;
+    if (pool->stacks && async__pool_parked(pool) != 0)
+        return false;
+    if (atomic_load_explicit(&pool->nidle, memory_order_relaxed) != 0)
+        async__wake_all_idle(pool);
+    return true;
+}
+
+/* The earlier of two deadlines (ASYNC_FOREVER is later than any). */
+static int64_t earlier(int64_t a, int64_t b)
+{
+    return a == ASYNC_FOREVER || (b != ASYNC_FOREVER && b < a) ? b : a;
+}
+
+/* Park an idle worker (on the idle list) until it is taken off the list,
+ * a timer is due, or, past `retire`, an extra worker may leave (false);
+ * past `trim`, it gives its pool's spare stacks back once and parks on. */
+bool async__idle_park(struct async_worker *w, int64_t retire, int64_t trim)
+{
+    struct async_pool *pool = w->pool;
+    for (;;) {
+        async__park(w->parker, earlier(earlier(retire, async__timers_next(pool)), trim));
+        ASYNC_CHECK(pthread_mutex_lock(&pool->idle_lock));
+        if (!w->idle) {
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return !async__should_exit(pool);
+        }
+        if (async__timers_due(pool, async_now())) {
+            async__idle_remove_locked(w);
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return true;
+        }
+        if (retire != ASYNC_FOREVER && async__deadline_passed(retire) &&
+            atomic_load(&pool->nalive) > atomic_load(&pool->threads)) {
+            async__idle_remove_locked(w);
+            ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+            return false;   /* an idle replacement retires */
+        }
+        ASYNC_CHECK(pthread_mutex_unlock(&pool->idle_lock));
+        if (trim != ASYNC_FOREVER && async__deadline_passed(trim)) {
+            async__stacks_trim(pool->stacks);   /* still idle: a wake waits for it */
+            trim = ASYNC_FOREVER;
+        }
     }
 }
 
