@@ -175,6 +175,7 @@ int main(int argc, char **argv)
 
     const char *root = "https://golang.org/";
     int pending = 0, found = 0, missing = 0, slow = 0;
+    int refused = 0;   /* links found after the deadline: never fetched */
     first_sight(root);
     if (spawn(scope, root, DEPTH) == 0)
         pending++;
@@ -185,17 +186,23 @@ int main(int argc, char **argv)
              * cancelled task cannot report). Cancel it here too, in case
              * its deadline is late on a busy machine: EALREADY, normally. */
             async_scope_cancel(scope);
-            printf("crawl deadline passed with %d fetches unfinished\n", pending);
+            printf("crawl deadline passed with %d fetches unfinished\n", pending + refused);
+            refused = 0;
             break;
         }
         pending--;
         if (j->rc == 0) {
             found++;
             printf("found: %s \"%s\"\n", j->url, j->page->title);
-            for (size_t k = 0; k < 4 && j->page->links[k] && j->depth > 1; k++)
-                if (first_sight(j->page->links[k]) &&
-                    spawn(scope, j->page->links[k], j->depth - 1) == 0)
+            for (size_t k = 0; k < 4 && j->page->links[k] && j->depth > 1; k++) {
+                if (!first_sight(j->page->links[k]))
+                    continue;
+                int src = spawn(scope, j->page->links[k], j->depth - 1);
+                if (src == 0)
                     pending++;
+                else if (src == ECANCELED)
+                    refused++;   /* the scope's deadline passed first */
+            }
         } else if (j->rc == ENOENT) {
             missing++;
             printf("not found: %s\n", j->url);
@@ -206,6 +213,10 @@ int main(int argc, char **argv)
             printf("stopped: %s (%s)\n", j->url, strerror(j->rc));
         }
     }
+    /* The last page came in just as the deadline passed: its links could
+     * no longer be fetched, and the crawl is cut short all the same. */
+    if (refused > 0)
+        printf("crawl deadline passed with %d fetches unfinished\n", refused);
     int rc = async_scope_close(scope);   /* waits for every task, the cancelled ones too */
     printf("crawl: %d found, %d not found, %d timed out in %.0f ms; at most %d fetches at once;"
            " scope: %s\n", found, missing, slow, (double)(async_now() - start) / 1e6,
