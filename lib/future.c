@@ -160,11 +160,16 @@ static bool try_inline(struct future *f)
      * freed at any moment (pool.c, "Reaching a pool through a record"). */
     if (!async__task_claim(f))
         return false;
-    if (!own)
-        async__pool_inline_begin(pool);
+    if (own) {
+        async__task_run(f);
+        return true;
+    }
+    async__pool_inline_begin(pool);
+    bool unslotted = async__pool_unslot(pool, f);
     async__task_run(f);
-    if (!own)
-        async__pool_inline_end(pool);
+    async__pool_inline_end(pool);
+    if (unslotted)
+        async__record_release(f);   /* the queue's reference: the caller holds one too */
     return true;
 }
 

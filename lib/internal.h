@@ -379,6 +379,9 @@ struct async_tls {
     uint32_t             spin_ps; /* picoseconds per spin round, measured
                                      (block.c); 0: not yet */
     uint32_t             spin_calib; /* spins until the next measurement */
+    uint16_t             slot_credit; /* outside submissions that may still
+                                         try a pool's outside slot (submit.c) */
+    uint16_t             slot_probe;  /* outside submissions since the last try */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;
@@ -1149,6 +1152,10 @@ void async__pool_inline_end(struct async_pool *pool);
  * there (the fork/join fast path); true when the caller now owns the
  * queue's reference. */
 bool async__pool_pop_local(struct future *f);
+/* The caller, not a worker of pool, has claimed f (so pool lives): take f
+ * back out of the pool's outside slot if it is still there; true when the
+ * caller now owns the queue's reference, and no worker will meet f. */
+bool async__pool_unslot(struct async_pool *pool, struct future *f);
 
 /* --------------------------------------------------------- deadline.c */
 

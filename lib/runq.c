@@ -15,8 +15,32 @@
  * fiber (both begin with `next`); the queue keeps a stub node so that it is
  * never empty of nodes.
  *
+ * The outside slot. A thread that is not a worker of the pool (main, say)
+ * often waits for what it has just submitted (W2; a request's fan-out and
+ * join), claims it and runs it inline. Through the injection queue alone,
+ * each such round trip left a stale entry behind: a searching worker later
+ * popped the claimed record and dropped its last reference on another core,
+ * and those pops and frees bounced the queue's and the record's lines
+ * against the submitter. So the pool has a one-task slot, ext_next: an
+ * outside submission goes there when the slot and the injection queue are
+ * both empty, and on the queue otherwise; its waiter, having claimed it,
+ * CASes it back out with the queue's reference (submit.c,
+ * async__pool_unslot), and no worker ever meets it.
+ *   - Order: workers take from the slot before the queue, so one thread's
+ *     tasks still start in the order it submitted them (the slot's task is
+ *     older than any queued after it).
+ *   - Credit: a thread tries the slot only while it has credit, which a
+ *     take-back renews, or once every SLOT_PROBE submissions (submit.c). A
+ *     burst of submissions nobody waits for at once (W1) then never reads
+ *     the slot's line, which the workers write as they take from it.
+ *   - Several outside threads share the slot: a submission that finds it
+ *     taken goes on the queue, and its submitter claims it inline as before.
+ *   - The slot holds a record, never a fiber. Every exchange and CAS on it
+ *     is seq_cst: taking a record out of it is a removal that the dump's
+ *     walk orders against (below).
+ *
  * Locks: each queue's lock (a leaf) guards its tail and the re-push of the
- * stub; pushes take no lock.
+ * stub; pushes take no lock. The outside slot is one atomic pointer.
  */
 #include "sched_internal.h"
 
@@ -116,27 +140,31 @@ struct future *async__inject_pop_all_leftover(struct async_pool *pool)
         async__lock(&pool->inj.lock);
         struct future *f = mpsc_pop_locked(&pool->inj);
         async__unlock(&pool->inj.lock);
+        if (!f)
+            f = atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
         if (f || async__mpsc_empty(&pool->inj))
             return f;
         sched_yield();
     }
 }
 
-/* For the dump (dump.c): each task record queued in pool's deques and its
- * injection queue, as found (fibers are not listed here: the dump reaches
- * them through the wake-target registry). The caller has begun a record
- * walk (record.c) and lists only PENDING records: fn may meet a record that
- * has just been claimed, run or even finished, never a freed one.
+/* For the dump (dump.c): each task record queued in pool's deques, its
+ * injection queue and its outside slot, as found (fibers are not listed
+ * here: the dump reaches them through the wake-target registry). The caller
+ * has begun a record walk (record.c) and lists only PENDING records: fn may
+ * meet a record that has just been claimed, run or even finished, never a
+ * freed one.
  *
  * Why no record read here can be freed: a walk's start is a seq_cst
  * increment of record.c's `walkers`; every last drop of a record reads it
  * seq_cst, and holds the record if it sees the walk. A record is dropped
  * only after it left its queue: a thief's seq_cst CAS of top, the owner's
- * store of bottom followed by a seq_cst fence, or a pop under the injection
- * queue's lock. If the drop did not see the walk, its read of `walkers`
- * came before the walk's start in the single order of seq_cst operations,
- * and so did the removal; the walk's seq_cst loads of top and bottom (or
- * its taking of the lock) then see the record gone. The injection queue is
+ * store of bottom followed by a seq_cst fence, a pop under the injection
+ * queue's lock, or a seq_cst exchange or CAS out of the outside slot. If
+ * the drop did not see the walk, its read of `walkers` came before the
+ * walk's start in the single order of seq_cst operations, and so did the
+ * removal; the walk's seq_cst loads of top, bottom and the slot (or its
+ * taking of the lock) then see the record gone. The injection queue is
  * walked under its consumers' lock, which pops take: the walk holds up its
  * pops for as long as it reads (a pointer chase per queued task). */
 void async__pool_each_queued(struct async_pool *pool,
@@ -155,11 +183,18 @@ void async__pool_each_queued(struct async_pool *pool,
         node = atomic_load_explicit(&node->next, memory_order_acquire);
     }
     async__unlock(&q->lock);
+    /* The slot: taking a record out of it is a seq_cst RMW, which orders
+     * like a thief's CAS above; a record read here and taken out since is
+     * held by the walk, never freed. */
+    struct future *f = atomic_load_explicit(&pool->ext_next, memory_order_seq_cst);
+    if (f)
+        fn(f, ctx);
 }
 
 bool async__work_visible(struct async_pool *pool)
 {
-    if (!async__mpsc_empty(&pool->inj) || !async__mpsc_empty(&pool->finj))
+    if (!async__mpsc_empty(&pool->inj) || !async__mpsc_empty(&pool->finj) ||
+        atomic_load_explicit(&pool->ext_next, memory_order_seq_cst))
         return true;
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
     for (unsigned s = 0; s < n; s++) {

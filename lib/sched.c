@@ -378,12 +378,12 @@ static void *steal_from(struct async_worker *w, int64_t now)
 static void *inject_take(struct async_pool *pool, bool new_first)
 {
     if (new_first) {
-        void *it = async__mpsc_pop(&pool->inj);
+        void *it = async__inject_pop(pool);
         if (it)
             return it;
     }
     struct async_fiber *f = async__mpsc_pop(&pool->finj);
-    return f ? async__fiber_item(f) : async__mpsc_pop(&pool->inj);
+    return f ? async__fiber_item(f) : async__inject_pop(pool);
 }
 
 static void *search(struct async_worker *w)

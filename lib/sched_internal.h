@@ -13,6 +13,12 @@
  *   inj.tail, finj.tail                        written under the queue's
  *                                              lock; read lock-free by the
  *                                              emptiness check
+ *   ext_next                                   atomic: CASed in by an
+ *                                              outside submitter, out by
+ *                                              its inline claimer;
+ *                                              exchanged out by workers
+ *                                              (seq_cst: the dump's walk,
+ *                                              runq.c)
  *   heap, ntimers, cap                         timer_lock
  *   h.phase, nsearching, nidle, nblocked, nalive, peak, ext_*,
  *   outside_running, destroyer, timer_next, nstacks
@@ -68,6 +74,10 @@ struct async_pool {
     _Atomic unsigned     outside_running;
     struct async_parker *_Atomic destroyer;
     char                 pad3[ASYNC_CACHELINE];
+    /* the newest task a thread outside the workers submitted, which that
+     * thread may take back to run inline (runq.c, "The outside slot") */
+    struct future *_Atomic ext_next;
+    char                 pad4[ASYNC_CACHELINE - sizeof(void *)];
 
     /* configuration: immutable after create */
     _Atomic unsigned     threads;            /* lowered if fewer start */
@@ -191,9 +201,20 @@ void  async__mpsc_fini(struct async_mpsc *q);
 void  async__test_mpsc_push(struct async_mpsc *q, void *node);
 void *async__test_mpsc_pop(struct async_mpsc *q);
 bool  async__test_mpsc_empty(struct async_mpsc *q);
+/* The oldest new task from outside the workers: from the outside slot,
+ * else from the injection queue (runq.c, "The outside slot"). */
+static inline void *async__inject_pop(struct async_pool *pool)
+{
+    void *it = NULL;
+    if (atomic_load_explicit(&pool->ext_next, memory_order_relaxed))
+        it = atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
+    return it ? it : async__mpsc_pop(&pool->inj);
+}
+
 /* For pool.c's teardown (no worker left): the next queued record. */
 struct future *async__inject_pop_all_leftover(struct async_pool *pool);
-/* Anything queued or runnable: an injection queue, a deque, a run-next slot. */
+/* Anything queued or runnable: an injection queue, the outside slot, a
+ * deque, a run-next slot. */
 bool  async__work_visible(struct async_pool *pool);
 bool  async__pool_quiet(struct async_pool *pool);
 

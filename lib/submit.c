@@ -7,16 +7,24 @@
  * one only its own tasks' submissions), the checked build's "queued once"
  * mark, the pins that keep a pool alive while an outside thread touches it
  * (ext_touching for a push and its signal, outside_running for an inline
- * run), and the local pop of a task its waiter is about to run inline.
+ * run), and the local pop of a task its waiter is about to run inline:
+ * from the worker's own deque, or from the pool's outside slot.
  *
- * A worker of the pool pushes on its own deque; anyone else pushes on the
- * injection queue (runq.c) and then signals the scheduler (sched.c), all
- * while pinned: once queued, the task may run and end and a drain finish
- * before the signal, and destroy (pool.c) waits for the pin to drop.
+ * A worker of the pool pushes on its own deque; anyone else puts the task in
+ * the pool's outside slot or on its injection queue (runq.c), and then
+ * signals the scheduler (sched.c), all while pinned: once queued, the task
+ * may run and end and a drain finish before the signal, and destroy
+ * (pool.c) waits for the pin to drop.
  */
 #include "sched_internal.h"
 
 #define wcount async__worker_count
+
+/* The outside slot's credit: a thread that took its slotted task back
+ * tries the slot with its next SLOT_CREDIT submissions; one without credit
+ * tries it once every SLOT_PROBE. */
+#define SLOT_CREDIT 8u
+#define SLOT_PROBE  64u
 
 static bool accepts(struct async_pool *pool, int ph)
 {
@@ -44,6 +52,22 @@ static void mark_queued(struct future *f)
 #endif
 }
 
+/* Into the outside slot (runq.c, "The outside slot"), if this thread has
+ * credit, and nothing else waits there or in the injection queue. */
+static bool slot_put(struct async_pool *pool, struct future *f)
+{
+    struct async_tls *t = async__tls_get();
+    if (t->slot_credit == 0 && (++t->slot_probe & (SLOT_PROBE - 1)) != 1)
+        return false;
+    if (t->slot_credit)
+        t->slot_credit--;
+    struct future *none = NULL;
+    return !atomic_load_explicit(&pool->ext_next, memory_order_relaxed) &&
+           async__mpsc_empty(&pool->inj) &&
+           atomic_compare_exchange_strong_explicit(&pool->ext_next, &none, f,
+                   memory_order_seq_cst, memory_order_relaxed);
+}
+
 int async__pool_submit(struct async_pool *pool, struct future *f)
 {
     struct async_worker *w = async__tls_get()->worker;
@@ -64,7 +88,8 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     }
     atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
     mark_queued(f);
-    async__mpsc_push(&pool->inj, f);
+    if (!slot_put(pool, f))
+        async__mpsc_push(&pool->inj, f);
     /* Still pinned: once queued the task may run and end, and a drain
      * finish, before the signal. */
     async__signal_work(pool);
@@ -109,6 +134,17 @@ bool async__pool_pop_local(struct future *f)
     if (!w || w->pool != f->pool || async__deque_peek_bottom(&w->dq) != f)
         return false;
     return async__deque_pop(&w->dq) == f;
+}
+
+bool async__pool_unslot(struct async_pool *pool, struct future *f)
+{
+    struct future *e = f;
+    if (atomic_load_explicit(&pool->ext_next, memory_order_relaxed) != f ||
+        !atomic_compare_exchange_strong_explicit(&pool->ext_next, &e, NULL,
+                memory_order_seq_cst, memory_order_relaxed))
+        return false;
+    async__tls_get()->slot_credit = SLOT_CREDIT;
+    return true;
 }
 
 bool async__pool_cancelling(const struct async_pool *pool)

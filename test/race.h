@@ -40,6 +40,12 @@ long fib_expected(int n);
  * waiters race to run it inline. */
 void race_many_getters(struct tally *t, unsigned rounds, unsigned getters);
 
+/* Threads outside a pool submit tasks and wait for them at once, cancel
+ * some, and burst others, through the pool's outside slot and injection
+ * queue at once (race_outside.c): each task runs once, or never when its
+ * cancel returned 0. Both modes. */
+void race_outside_slot(struct tally *t, unsigned rounds);
+
 /* future_cancel racing a task's start, by a worker and by a waiter running it
  * inline: either cancel returns 0 and the task never runs, or EBUSY/EALREADY
  * and it ran once. */

@@ -308,7 +308,7 @@ static void running(bool goroutine)
  * pool runs a task that submits QDEQUE children to its own pool (its
  * deque) and then holds its thread on a gate (no library wait, so in
  * goroutine mode too nothing else runs), and main submits QINJ more (the
- * injection queue). The dump lists each as "state queued", under its own
+ * injection queue, and the newest in the pool's outside slot). The dump lists each as "state queued", under its own
  * id and function, and the running task as running. */
 #define QDEQUE 100u
 #define QINJ   150u

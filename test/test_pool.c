@@ -560,6 +560,124 @@ Test(pool, a_pool_never_runs_more_than_threads_tasks_at_once)
     cr_assert_geq(atomic_load(&w.widest), 1);
 }
 
+/* ------------------------------------------- outside submissions */
+
+/* What a thread outside the pool submits starts in the order submitted:
+ * the newest waits in the pool's outside slot, the older ones in the
+ * injection queue, and a worker takes the queue's first. */
+struct order_log {
+    atomic_uint n;
+    int         seq[64];
+};
+
+struct order_step {
+    struct order_log *log;
+    int               id;
+};
+
+static void *log_order(void *arg)
+{
+    struct order_step *st = arg;
+    unsigned i = atomic_fetch_add(&st->log->n, 1);
+    if (i < 64)
+        st->log->seq[i] = st->id;
+    return NULL;
+}
+
+static void outside_order(bool goroutine)
+{
+    enum { N = 40 };
+    async_pool_t *pool = goroutine ? pool_of(1, 1, NULL) : thread_pool_of(1, 1, NULL);
+    struct hold h = { { 0 }, { 0 } };
+    future_t *held = async_run_on(pool, hold_task, &h);
+    cr_assert(tu_gate_wait(&h.running));
+    struct order_log log = { 0, { 0 } };
+    struct order_step steps[N];
+    future_t *fs[N];
+    for (int i = 0; i < N; i++) {
+        steps[i] = (struct order_step){ &log, i };
+        cr_assert_not_null(fs[i] = async_run_on(pool, log_order, &steps[i]));
+    }
+    tu_gate_open(&h.release);
+    cr_assert_eq(future_wait_all(fs, N, async_now() + TU_PATIENCE), 0);
+    cr_assert_eq(atomic_load(&log.n), N);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(log.seq[i], i, "start %d was task %d", i, log.seq[i]);
+    for (int i = 0; i < N; i++)
+        future_free(fs[i]);
+    cr_assert_eq(tu_get(held, NULL), 0);
+    future_free(held);
+    destroy(pool);
+}
+
+Test(pool, outside_submissions_start_in_order_goroutine_mode)
+{
+    outside_order(true);
+}
+
+Test(pool, outside_submissions_start_in_order_thread_mode)
+{
+    outside_order(false);
+}
+
+/* Several outside threads submit and wait at once, through the one outside
+ * slot: each takes its task back, finds it moved on to the queue by
+ * another's submission, or loses it to a worker. Each task runs once, and
+ * (under ASan) every record is freed once. */
+struct outside_load {
+    async_pool_t *pool;
+    atomic_uint   ran;
+    atomic_uint   bad;
+};
+
+static void *outside_submitter(void *arg)
+{
+    struct outside_load *l = arg;
+    for (int i = 0; i < 2000; i++) {
+        future_t *a = async_run_on(l->pool, tu_task_count, &l->ran);
+        future_t *b = (i & 1) ? async_run_on(l->pool, tu_task_count, &l->ran) : NULL;
+        if (!a || ((i & 1) && !b)) {
+            atomic_fetch_add(&l->bad, 1);
+            break;
+        }
+        if (b && future_get(b, NULL) != 0)   /* the newest first: the slot's */
+            atomic_fetch_add(&l->bad, 1);
+        if (future_get(a, NULL) != 0)
+            atomic_fetch_add(&l->bad, 1);
+        future_free(a);
+        if (b)
+            future_free(b);
+    }
+    return NULL;
+}
+
+static void outside_threads(bool goroutine)
+{
+    enum { T = 4 };
+    struct outside_load l = { goroutine ? pool_of(2, 0, NULL) : thread_pool_of(2, 0, NULL), 0, 0 };
+    pthread_t th[T];
+    for (int i = 0; i < T; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, outside_submitter, &l), 0);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(atomic_load(&l.bad), 0);
+    cr_assert_eq(atomic_load(&l.ran), T * 3000);
+    async_pool_stats_t st;
+    cr_assert_eq(async_pool_stats(l.pool, &st), 0);
+    cr_assert_eq(st.succeeded, T * 3000);
+    destroy(l.pool);
+}
+
+Test(pool, outside_threads_share_the_slot_goroutine_mode, .timeout = 60)
+{
+    outside_threads(true);
+}
+
+Test(pool, outside_threads_share_the_slot_thread_mode, .timeout = 60)
+{
+    outside_threads(false);
+}
+
 /* ------------------------------------------ blocking and replacements */
 
 struct pair_wait {

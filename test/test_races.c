@@ -22,6 +22,14 @@ Test(race, many_threads_waiting_on_one_future_see_the_same_outcome)
     EXPECT_CLEAN(t);
 }
 
+Test(race, outside_threads_submitting_and_waiting_at_once_run_each_task_once)
+{
+    struct tally t;
+    tally_init(&t, false);
+    race_outside_slot(&t, 2000);
+    EXPECT_CLEAN(t);
+}
+
 Test(race, cancel_racing_the_start_either_cancels_or_lets_it_run_once)
 {
     struct tally t;

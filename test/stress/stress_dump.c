@@ -11,7 +11,8 @@
  * (the dump reads fibers and threads of tasks that are finishing, and the
  * records of queued tasks that are being claimed, run and freed: the
  * sub-tasks in the workers' deques, and bursts of tasks a thread outside
- * the pool submits to its injection queue). Both modes.
+ * the pool submits to its injection queue and outside slot, some of which
+ * it waits for at once and so takes back from the slot). Both modes.
  *
  * A plain program (the ThreadSanitizer build runs it). Scale: argv[1] or
  * $STRESS_SCALE (default 1). Prints what it checked and "N passed, M
@@ -144,6 +145,14 @@ static void *outsider(void *arg)
     while (!atomic_load(&stop)) {
         for (unsigned i = 0; i < BURST; i++) {
             future_t *f = async_run_on(the_pool, tu_task_noop, NULL);
+            future_free(f);
+        }
+        /* and tasks waited for at once: taken back out of the pool's
+         * outside slot and freed here while the dumper walks it */
+        for (unsigned i = 0; i < BURST / 4; i++) {
+            future_t *f = async_run_on(the_pool, tu_task_noop, NULL);
+            if (f)
+                tu_get(f, NULL);
             future_free(f);
         }
         async_pool_stats_t st;
