@@ -188,10 +188,19 @@ static inline bool async__mpsc_empty(struct async_mpsc *q)
 
 void *async__mpsc_pop_slow(struct async_mpsc *q);
 
-/* The oldest node, or NULL when empty or when a producer is mid-push. */
+/* The oldest node, or NULL when empty or when a producer is mid-push.
+ * Before the consumers' lock, the check that pop_locked would make first:
+ * the stub is at the tail with nothing behind it. Unlike
+ * async__mpsc_empty it does not read head, the producers' line: searching
+ * workers poll an empty queue, and each read of head would cost the next
+ * submission a cache miss (W1: 0.92 of the time with this check). */
 static inline void *async__mpsc_pop(struct async_mpsc *q)
 {
-    return async__mpsc_empty(q) ? NULL : async__mpsc_pop_slow(q);
+    struct async_qnode *stub = q->stub;
+    if (atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
+        atomic_load_explicit(&stub->next, memory_order_acquire) == NULL)
+        return NULL;
+    return async__mpsc_pop_slow(q);
 }
 
 int   async__mpsc_init(struct async_mpsc *q);
