@@ -620,63 +620,8 @@ Test(pool, outside_submissions_start_in_order_thread_mode)
     outside_order(false);
 }
 
-/* Several outside threads submit and wait at once, through the one outside
- * slot: each takes its task back, finds it moved on to the queue by
- * another's submission, or loses it to a worker. Each task runs once, and
- * (under ASan) every record is freed once. */
-struct outside_load {
-    async_pool_t *pool;
-    atomic_uint   ran;
-    atomic_uint   bad;
-};
-
-static void *outside_submitter(void *arg)
-{
-    struct outside_load *l = arg;
-    for (int i = 0; i < 2000; i++) {
-        future_t *a = async_run_on(l->pool, tu_task_count, &l->ran);
-        future_t *b = (i & 1) ? async_run_on(l->pool, tu_task_count, &l->ran) : NULL;
-        if (!a || ((i & 1) && !b)) {
-            atomic_fetch_add(&l->bad, 1);
-            break;
-        }
-        if (b && future_get(b, NULL) != 0)   /* the newest first: the slot's */
-            atomic_fetch_add(&l->bad, 1);
-        if (future_get(a, NULL) != 0)
-            atomic_fetch_add(&l->bad, 1);
-        future_free(a);
-        if (b)
-            future_free(b);
-    }
-    return NULL;
-}
-
-static void outside_threads(bool goroutine)
-{
-    enum { T = 4 };
-    struct outside_load l = { goroutine ? pool_of(2, 0, NULL) : thread_pool_of(2, 0, NULL), 0, 0 };
-    pthread_t th[T];
-    for (int i = 0; i < T; i++)
-        cr_assert_eq(pthread_create(&th[i], NULL, outside_submitter, &l), 0);
-    for (int i = 0; i < T; i++)
-        pthread_join(th[i], NULL);
-    cr_assert_eq(atomic_load(&l.bad), 0);
-    cr_assert_eq(atomic_load(&l.ran), T * 3000);
-    async_pool_stats_t st;
-    cr_assert_eq(async_pool_stats(l.pool, &st), 0);
-    cr_assert_eq(st.succeeded, T * 3000);
-    destroy(l.pool);
-}
-
-Test(pool, outside_threads_share_the_slot_goroutine_mode, .timeout = 60)
-{
-    outside_threads(true);
-}
-
-Test(pool, outside_threads_share_the_slot_thread_mode, .timeout = 60)
-{
-    outside_threads(false);
-}
+/* Several outside threads submitting and waiting at once, cancelling and
+ * bursting: race_outside_slot (test_races.c, stress_getters). */
 
 /* ------------------------------------------ blocking and replacements */
 
