@@ -352,13 +352,13 @@ def chart(table, data_dir, svg):
         if wl == "W6":
             hi = max(hi, W6_GOAL_BYTES)
             lo = min(lo, W6_GOAL_BYTES)
-        panels.append((wl, name, unit, path, len(rs), lo, hi))
+        panels.append((wl, name, unit, f"{wl}.dat", len(rs), lo, hi))
     if not panels:
         return False
     cols = 3
     rows = (len(panels) + cols - 1) // cols
     g = [f"set terminal svg size 1500,{520 * rows} dynamic enhanced font 'Helvetica,12' background '#ffffff'",
-         f"set output '{svg}'",
+         f"set output '{os.path.abspath(svg)}'",
          f"set multiplot layout {rows},{cols} title 'libasync (red; pale: a pool of 1 or thread mode) and the "
          "peers: medians, 2 threads, lower is better (log scale)'",
          "set style fill solid 0.85 border -1",
@@ -384,7 +384,9 @@ def chart(table, data_dir, svg):
     with open(script, "w") as f:
         f.write("\n".join(g) + "\n")
     try:
-        subprocess.run(["gnuplot", script], check=True)
+        # run in the data folder, so the chart names its data files
+        # relatively and says nothing of the machine's paths
+        subprocess.run(["gnuplot", "chart.gp"], check=True, cwd=data_dir)
     except (OSError, subprocess.CalledProcessError) as e:
         print(f"report.py: gnuplot failed: {e}", file=sys.stderr)
         return False
