@@ -5,15 +5,21 @@
  * overflow" on stderr.
  *
  * Stacks get canaries only once guards cannot be had (no MADV_GUARD_INSTALL
- * and the mprotect budget spent). A child process forces that: after its
- * pool has started it installs a seccomp filter under which
- * madvise(MADV_GUARD_INSTALL) and process_madvise (a slab's guards at
- * once) fail with EINVAL, as on a kernel older than 6.13, and
- * mprotect(PROT_NONE) with ENOMEM. A task then parks, so the worker carves a new stack (with a
- * canary) to go on with; the next task runs on that stack, writes over its
- * lowest bytes (and into the unguarded page below, which is still its own
- * region: nothing else is touched), returns from that frame, and blocks.
- * The parent checks the child died of SIGABRT with the message.
+ * and the mprotect budget spent). A child process forces that: it installs
+ * a seccomp filter under which madvise(MADV_GUARD_INSTALL) and
+ * process_madvise (a slab's guards at once) fail with EINVAL, as on a
+ * kernel older than 6.13, and mprotect(PROT_NONE) with ENOMEM, and only
+ * then creates its pool (the filter leaves thread creation alone), so that
+ * every stack the pool carves has a canary. Not the other way round: a new
+ * slab installs all its regions' guards at once, and a pool created before
+ * the filter could have its worker carve the slab, guards and all, before
+ * the filter took effect; the next stack, from that slab, was then guarded,
+ * and the overflow a SIGSEGV instead of the canary's abort (8 runs in 60).
+ * A task parks, so the worker goes on on another stack; the next task runs
+ * on that stack, writes over its lowest bytes (and into the unguarded page
+ * below, which is still its own region: nothing else is touched), returns
+ * from that frame, and blocks. The parent checks the child died of SIGABRT
+ * with the message.
  *
  * Exit: 0 passed, 1 failed, 77 skipped (no seccomp here, or a sanitizer
  * build, whose runtime owns the stack bounds).
@@ -97,14 +103,14 @@ static void *overflow_then_block(void *arg)
 
 static int child(void)
 {
-    async_pool_config_t cfg = { .threads = 1, .stack_size = STACK };
-    async_pool_t *pool = async_pool_create(&cfg);
-    if (!pool)
-        return 2;
     if (no_guards() != 0) {
         fprintf(stderr, "canary: no seccomp filter: %s\n", strerror(errno));
         return SKIP;
     }
+    async_pool_config_t cfg = { .threads = 1, .stack_size = STACK };
+    async_pool_t *pool = async_pool_create(&cfg);
+    if (!pool)
+        return 2;
     chan_t *c = chan_make(0, 0);
     if (!async_run_on(pool, park, c))   /* left to the child's end */
         return 2;
