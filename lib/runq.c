@@ -141,7 +141,7 @@ struct future *async__inject_pop_all_leftover(struct async_pool *pool)
         struct future *f = mpsc_pop_locked(&pool->inj);
         async__unlock(&pool->inj.lock);
         if (!f)
-            f = atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
+            f = async__slot_take(pool);
         if (f || async__mpsc_empty(&pool->inj))
             return f;
         sched_yield();

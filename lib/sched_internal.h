@@ -212,11 +212,16 @@ void *async__test_mpsc_pop(struct async_mpsc *q);
 bool  async__test_mpsc_empty(struct async_mpsc *q);
 /* The oldest new task from outside the workers: from the outside slot,
  * else from the injection queue (runq.c, "The outside slot"). */
+static inline struct future *async__slot_take(struct async_pool *pool)
+{
+    if (!atomic_load_explicit(&pool->ext_next, memory_order_relaxed))
+        return NULL;   /* a plain read first: leave the line shared */
+    return atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
+}
+
 static inline void *async__inject_pop(struct async_pool *pool)
 {
-    void *it = NULL;
-    if (atomic_load_explicit(&pool->ext_next, memory_order_relaxed))
-        it = atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
+    void *it = async__slot_take(pool);
     return it ? it : async__mpsc_pop(&pool->inj);
 }
 

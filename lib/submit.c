@@ -54,9 +54,8 @@ static void mark_queued(struct future *f)
 
 /* Into the outside slot (runq.c, "The outside slot"), if this thread has
  * credit, and nothing else waits there or in the injection queue. */
-static bool slot_put(struct async_pool *pool, struct future *f)
+static bool slot_put(struct async_tls *t, struct async_pool *pool, struct future *f)
 {
-    struct async_tls *t = async__tls_get();
     if (t->slot_credit == 0 && (++t->slot_probe & (SLOT_PROBE - 1)) != 1)
         return false;
     if (t->slot_credit)
@@ -70,7 +69,8 @@ static bool slot_put(struct async_pool *pool, struct future *f)
 
 int async__pool_submit(struct async_pool *pool, struct future *f)
 {
-    struct async_worker *w = async__tls_get()->worker;
+    struct async_tls *t = async__tls_get();
+    struct async_worker *w = t->worker;
     if (w && w->pool == pool) {
         if (!accepts(pool, atomic_load_explicit(&pool->h.phase, memory_order_acquire)))
             return ECANCELED;
@@ -88,7 +88,7 @@ int async__pool_submit(struct async_pool *pool, struct future *f)
     }
     atomic_fetch_add_explicit(&pool->h.ext_c[ASYNC_C_SUBMITTED], 1, memory_order_relaxed);
     mark_queued(f);
-    if (!slot_put(pool, f))
+    if (!slot_put(t, pool, f))
         async__mpsc_push(&pool->inj, f);
     /* Still pinned: once queued the task may run and end, and a drain
      * finish, before the signal. */

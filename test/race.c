@@ -67,8 +67,7 @@ void tally_note(struct tally *t, const char *fmt, ...)
 
 #define CHECK(t, cond, ...) tally_check((t), (cond), __VA_ARGS__)
 
-static async_pool_t *make_pool(struct tally *t, unsigned threads, unsigned max,
-                               struct tu_log *log)
+async_pool_t *race_pool(struct tally *t, unsigned threads, unsigned max, struct tu_log *log)
 {
     async_pool_t *pool = tu_pool(threads, max, log);
     CHECK(t, pool != NULL, "async_pool_create(%u, %u) failed: %s", threads, max,
@@ -77,8 +76,8 @@ static async_pool_t *make_pool(struct tally *t, unsigned threads, unsigned max,
 }
 
 /* Thread mode, for what only it does (replacements, saturation). */
-static async_pool_t *make_thread_pool(struct tally *t, unsigned threads, unsigned max,
-                                      struct tu_log *log)
+async_pool_t *race_thread_pool(struct tally *t, unsigned threads, unsigned max,
+                               struct tu_log *log)
 {
     async_pool_t *pool = tu_pool_thread(threads, max, log);
     CHECK(t, pool != NULL, "async_pool_create(%u, %u, thread mode) failed: %s", threads, max,
@@ -86,7 +85,7 @@ static async_pool_t *make_thread_pool(struct tally *t, unsigned threads, unsigne
     return pool;
 }
 
-static void destroy_pool(struct tally *t, async_pool_t *pool, async_shutdown_t how)
+void race_destroy_pool(struct tally *t, async_pool_t *pool, async_shutdown_t how)
 {
     int rc = async_pool_destroy(pool, how);
     CHECK(t, rc == 0, "async_pool_destroy returned %d", rc);
@@ -217,7 +216,7 @@ void race_many_getters(struct tally *t, unsigned rounds, unsigned getters)
     tally_begin(t, "many_getters");
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = make_pool(t, 2, 0, &log);
+    async_pool_t *pool = race_pool(t, 2, 0, &log);
     struct getters g = { .quit = false };
     pthread_t *threads = calloc(getters, sizeof *threads);
     g.slots = calloc(getters, sizeof *g.slots);
@@ -241,7 +240,7 @@ void race_many_getters(struct tally *t, unsigned rounds, unsigned getters)
                rounds, getters);
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     free(threads);
     free(g.slots);
     tu_log_fini(&log);
@@ -286,7 +285,7 @@ static void cancel_vs_worker(struct tally *t, unsigned rounds, struct cancel_cou
     int *rcs = calloc(BATCH, sizeof *rcs);
     for (unsigned done = 0; done < rounds && ran && fs && rcs; done += BATCH) {
         unsigned n = rounds - done < BATCH ? rounds - done : BATCH;
-        async_pool_t *pool = make_pool(t, 2, 0, NULL);
+        async_pool_t *pool = race_pool(t, 2, 0, NULL);
         if (!pool)
             break;
         for (unsigned i = 0; i < n; i++) {
@@ -295,7 +294,7 @@ static void cancel_vs_worker(struct tally *t, unsigned rounds, struct cancel_cou
             yield_n(i % 4);
             rcs[i] = fs[i] ? future_cancel(fs[i]) : -1;
         }
-        destroy_pool(t, pool, ASYNC_DRAIN);    /* nothing can run after this */
+        race_destroy_pool(t, pool, ASYNC_DRAIN);    /* nothing can run after this */
         for (unsigned i = 0; i < n; i++) {
             if (!CHECK(t, fs[i] != NULL, "submit failed"))
                 continue;
@@ -344,7 +343,7 @@ static void *hold_task(void *arg)
  * cancels it; the only worker is held, so nothing else can start it. */
 static void cancel_vs_inline(struct tally *t, unsigned rounds, struct cancel_counts *c)
 {
-    async_pool_t *pool = make_pool(t, 1, 1, NULL);
+    async_pool_t *pool = race_pool(t, 1, 1, NULL);
     atomic_uint *ran = calloc(rounds, sizeof *ran);
     future_t **fs = calloc(rounds, sizeof *fs);
     int *rcs = calloc(rounds, sizeof *rcs), *gets = calloc(rounds, sizeof *gets);
@@ -377,7 +376,7 @@ static void cancel_vs_inline(struct tally *t, unsigned rounds, struct cancel_cou
     tu_gate_open(&h.release);
     CHECK(t, tu_get(held, NULL) == 0, "the holding task failed");
     future_free(held);
-    destroy_pool(t, pool, ASYNC_DRAIN);
+    race_destroy_pool(t, pool, ASYNC_DRAIN);
     pool = NULL;
     for (unsigned i = 0; i < rounds; i++) {
         if (!CHECK(t, fs[i] != NULL, "submit %u failed", i))
@@ -387,7 +386,7 @@ static void cancel_vs_inline(struct tally *t, unsigned rounds, struct cancel_cou
     }
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     free(ran);
     free(fs);
     free(rcs);
@@ -616,7 +615,7 @@ static void *free_count_task(void *arg)
 void race_future_free(struct tally *t, unsigned rounds)
 {
     tally_begin(t, "future_free");
-    async_pool_t *pool = make_pool(t, 2, 0, NULL);
+    async_pool_t *pool = race_pool(t, 2, 0, NULL);
     struct free_slot *slots = calloc(rounds, sizeof *slots);
     unsigned phases[4] = { 0 };
     if (!pool || !slots)
@@ -648,7 +647,7 @@ void race_future_free(struct tally *t, unsigned rounds)
             break;
         }
     }
-    destroy_pool(t, pool, ASYNC_DRAIN);
+    race_destroy_pool(t, pool, ASYNC_DRAIN);
     pool = NULL;
     for (unsigned i = 0; i < rounds; i++)
         CHECK(t, atomic_load(&slots[i].ran) == 1, "#%u (phase %u) ran %u times", i, i % 4,
@@ -657,7 +656,7 @@ void race_future_free(struct tally *t, unsigned rounds)
                " every task ran once", phases[0], phases[1], phases[2], phases[3]);
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     free(slots);
 }
 
@@ -675,7 +674,7 @@ void race_destroy_queued(struct tally *t, unsigned ntasks, unsigned threads,
                          async_shutdown_t how)
 {
     tally_begin(t, how == ASYNC_DRAIN ? "destroy_drain_queued" : "destroy_cancel_queued");
-    async_pool_t *pool = make_pool(t, threads, 0, NULL);
+    async_pool_t *pool = race_pool(t, threads, 0, NULL);
     atomic_uint *ran = calloc(ntasks, sizeof *ran);
     future_t **fs = calloc(ntasks, sizeof *fs);
     unsigned succeeded = 0, cancelled = 0, submitted = 0;
@@ -687,7 +686,7 @@ void race_destroy_queued(struct tally *t, unsigned ntasks, unsigned threads,
             break;
         submitted++;
     }
-    destroy_pool(t, pool, how);
+    race_destroy_pool(t, pool, how);
     pool = NULL;
     for (unsigned i = 0; i < submitted; i++) {
         future_state_t st = future_state(fs[i]);
@@ -713,7 +712,7 @@ void race_destroy_queued(struct tally *t, unsigned ntasks, unsigned threads,
                ntasks, threads, succeeded, cancelled);
 out:
     if (pool)
-        destroy_pool(t, pool, how);
+        race_destroy_pool(t, pool, how);
     free(ran);
     free(fs);
 }
@@ -759,7 +758,7 @@ void race_cancel_blocked(struct tally *t, unsigned per_kind)
     unsigned n = per_kind * B_KINDS;
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = make_pool(t, 2, 0, &log);
+    async_pool_t *pool = race_pool(t, 2, 0, &log);
     promise_t *never[2] = { promise_make(), promise_make() };
     future_t *nf[2] = { promise_future(never[0]), promise_future(never[1]) };
     struct blocker *bs = calloc(n, sizeof *bs);
@@ -778,7 +777,7 @@ void race_cancel_blocked(struct tally *t, unsigned per_kind)
     }
     CHECK(t, tu_wait_count(&started, submitted), "only %u of %u blocked tasks started "
           "(replacements missing?)", atomic_load(&started), submitted);
-    destroy_pool(t, pool, ASYNC_CANCEL);
+    race_destroy_pool(t, pool, ASYNC_CANCEL);
     pool = NULL;
     for (unsigned i = 0; i < submitted; i++) {
         CHECK(t, future_done(fs[i]), "#%u (kind %d) not done after destroy", i, (int)bs[i].kind);
@@ -791,7 +790,7 @@ void race_cancel_blocked(struct tally *t, unsigned per_kind)
                "ASYNC_CANCEL", submitted);
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_CANCEL);
+        race_destroy_pool(t, pool, ASYNC_CANCEL);
     for (int i = 0; i < 2; i++) {
         future_free(nf[i]);
         promise_free(never[i]);
@@ -831,7 +830,7 @@ static void *fib_task(void *arg)
 void race_forkjoin_fib(struct tally *t, unsigned threads, int fib_n)
 {
     tally_begin(t, "forkjoin_fib");
-    async_pool_t *pool = make_pool(t, threads, 0, NULL);
+    async_pool_t *pool = race_pool(t, threads, 0, NULL);
     if (!pool)
         return;
     struct fib_arg a = { pool, fib_n };
@@ -856,7 +855,7 @@ void race_forkjoin_fib(struct tally *t, unsigned threads, int fib_n)
                " %.2f s joined from outside; %llu tasks, %llu stolen", fib_n, want, threads,
                (double)(t1 - t0) / 1e9, (double)(tu_clock() - t1) / 1e9,
                (unsigned long long)s.submitted, (unsigned long long)s.stolen);
-    destroy_pool(t, pool, ASYNC_DRAIN);
+    race_destroy_pool(t, pool, ASYNC_DRAIN);
 }
 
 /* ------------------------------------------------ drain while forking */
@@ -893,13 +892,13 @@ static void *destroyer_main(void *arg)
 void race_drain_forkjoin(struct tally *t, int fib_n)
 {
     tally_begin(t, "drain_while_forking");
-    async_pool_t *pool = make_pool(t, 2, 0, NULL);
+    async_pool_t *pool = race_pool(t, 2, 0, NULL);
     if (!pool)
         return;
     struct drain_fj d = { .pool = pool, .n = fib_n };
     future_t *root = async_run_on(pool, drain_fj_task, &d);
     if (!CHECK(t, root != NULL, "submit failed")) {
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
         return;
     }
     CHECK(t, tu_gate_wait(&d.started), "the root task never started");
@@ -987,7 +986,7 @@ static void check_deadline_slot(struct tally *t, struct dl_slot *s, unsigned i,
 void race_deadline_waits(struct tally *t, unsigned ntasks)
 {
     tally_begin(t, "deadline_waits_in_tasks");
-    async_pool_t *pool = make_pool(t, 2, 0, NULL);
+    async_pool_t *pool = race_pool(t, 2, 0, NULL);
     promise_t *p[2] = { promise_make(), promise_make() };
     future_t *on[2] = { promise_future(p[0]), promise_future(p[1]) };
     struct dl_slot *slots = calloc(ntasks, sizeof *slots);
@@ -1018,7 +1017,7 @@ void race_deadline_waits(struct tally *t, unsigned ntasks)
                " %u polled EAGAIN", submitted, counts[0], counts[1], counts[2]);
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     for (int i = 0; i < 2; i++) {
         future_free(on[i]);
         promise_free(p[i]);
@@ -1108,7 +1107,7 @@ void race_panic_isolation(struct tally *t, unsigned ntasks)
     tally_begin(t, "panic_isolation");
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = make_pool(t, 2, 0, &log);
+    async_pool_t *pool = race_pool(t, 2, 0, &log);
     struct pslot *slots = calloc(ntasks, sizeof *slots);
     future_t **fs = calloc(ntasks, sizeof *fs);
     unsigned submitted = 0, panics = 0, children = 0;
@@ -1147,7 +1146,7 @@ void race_panic_isolation(struct tally *t, unsigned ntasks)
                submitted, panics, children);
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     free(slots);
     free(fs);
     tu_log_fini(&log);
@@ -1175,7 +1174,7 @@ static void *link_task(void *arg)
  * a replacement for the next one to run. */
 static void replacement_round(struct tally *t, unsigned chain, unsigned round, unsigned *peak)
 {
-    async_pool_t *pool = make_thread_pool(t, 1, 0, NULL);
+    async_pool_t *pool = race_thread_pool(t, 1, 0, NULL);
     promise_t **ps = calloc(chain, sizeof *ps);
     future_t **pfs = calloc(chain, sizeof *pfs), **fs = calloc(chain, sizeof *fs);
     struct link *links = calloc(chain, sizeof *links);
@@ -1207,7 +1206,7 @@ static void replacement_round(struct tally *t, unsigned chain, unsigned round, u
     }
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     free(ps);
     free(pfs);
     free(fs);
@@ -1244,7 +1243,7 @@ static void saturation_round(struct tally *t, unsigned round)
 {
     struct tu_log log;
     tu_log_init(&log);
-    async_pool_t *pool = make_thread_pool(t, 1, 1, &log);
+    async_pool_t *pool = race_thread_pool(t, 1, 1, &log);
     promise_t *p = promise_make();
     struct sat_wait w = { .on = promise_future(p), .rc = -1 };
     future_t *a = NULL, *b = NULL;
@@ -1265,13 +1264,13 @@ static void saturation_round(struct tally *t, unsigned round)
     int a_rc = tu_get(a, NULL);     /* (a CHECK's arguments are unsequenced) */
     CHECK(t, a_rc == 0 && w.rc == 0, "round %u: A failed (%d, %d)", round, a_rc, w.rc);
     CHECK(t, tu_get(b, NULL) == 0, "round %u: B failed", round);
-    destroy_pool(t, pool, ASYNC_DRAIN);
+    race_destroy_pool(t, pool, ASYNC_DRAIN);
     pool = NULL;
     CHECK(t, atomic_load(&log.saturated) == 1, "round %u: %u saturation lines", round,
           atomic_load(&log.saturated));
 out:
     if (pool)
-        destroy_pool(t, pool, ASYNC_DRAIN);
+        race_destroy_pool(t, pool, ASYNC_DRAIN);
     future_free(a);
     future_free(b);
     future_free(w.on);
@@ -1541,7 +1540,7 @@ static bool alloc_run(struct tally *t, struct alloc_counts *c, long n, unsigned 
     fu.waiter = alloc_promises(t, c, pool, &failed, &pf, &fail_rc);
     alloc_many_promises(t, c, n);
     alloc_check_results(t, c, n, &fu, &sp, &pk, pf, fail_rc);
-    destroy_pool(t, pool, ASYNC_DRAIN);
+    race_destroy_pool(t, pool, ASYNC_DRAIN);
     future_t *d = async_run(tu_task_noop, NULL);           /* the default pool too */
     if (!is_enomem(t, c, d != NULL, "async_run") && d)
         CHECK(t, future_get(d, NULL) == 0, "n=%ld: default pool task failed", n);

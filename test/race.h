@@ -32,6 +32,15 @@ bool tally_check(struct tally *t, bool ok, const char *fmt, ...) ASYNC_PRINTF(3,
 /* A line about what was checked (printed when verbose). */
 void tally_note(struct tally *t, const char *fmt, ...) ASYNC_PRINTF(2, 3);
 
+struct tu_log;   /* testutil.h */
+
+/* For the scenario files (race.c, race_outside.c): a pool (or a thread-mode
+ * pool) whose creation is a check; a destroy that must return 0. */
+async_pool_t *race_pool(struct tally *t, unsigned threads, unsigned max, struct tu_log *log);
+async_pool_t *race_thread_pool(struct tally *t, unsigned threads, unsigned max,
+                               struct tu_log *log);
+void          race_destroy_pool(struct tally *t, async_pool_t *pool, async_shutdown_t how);
+
 /* fib(n) computed iteratively. */
 long fib_expected(int n);
 

@@ -147,11 +147,11 @@ static void check_jobs(struct tally *t, struct outside *o)
 static void outside_mode(struct tally *t, unsigned rounds, bool thread_mode)
 {
     struct outside o = { .rounds = rounds };
-    o.pool = thread_mode ? tu_pool_thread(2, 0, NULL) : tu_pool(2, 0, NULL);
+    o.pool = thread_mode ? race_thread_pool(t, 2, 0, NULL) : race_pool(t, 2, 0, NULL);
     o.jobs = calloc((size_t)rounds * OUTSIDERS * 2, sizeof *o.jobs);
-    if (!CHECK(t, o.pool && o.jobs, "setup: %s", strerror(errno))) {
+    if (!o.pool || !CHECK(t, o.jobs != NULL, "calloc: %s", strerror(errno))) {
         if (o.pool)
-            async_pool_destroy(o.pool, ASYNC_DRAIN);
+            race_destroy_pool(t, o.pool, ASYNC_DRAIN);
         free(o.jobs);
         return;
     }
@@ -170,7 +170,7 @@ static void outside_mode(struct tally *t, unsigned rounds, bool thread_mode)
         pthread_join(bt, NULL);
     CHECK(t, atomic_load(&o.submit_failed) == 0, "%u submissions failed",
           atomic_load(&o.submit_failed));
-    CHECK(t, async_pool_destroy(o.pool, ASYNC_DRAIN) == 0, "destroy failed");
+    race_destroy_pool(t, o.pool, ASYNC_DRAIN);
     CHECK(t, atomic_load(&o.burst_ran) == o.bursts, "%u of %u burst tasks ran",
           atomic_load(&o.burst_ran), o.bursts);
     check_jobs(t, &o);
