@@ -168,12 +168,27 @@ static void adapt_spin(struct async_tls *t, int64_t d)
     t->spin_ns = b;
 }
 
+/* A wait in a channel operation or a select. */
+static bool chan_wait(struct async_waiter *w)
+{
+    uint32_t k = atomic_load_explicit(&w->self->wait.kind, memory_order_relaxed);
+    return k == ASYNC_W_CHAN || k == ASYNC_W_SELECT;
+}
+
 static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
                        bool cancellable)
 {
     struct async_parker *p = (struct async_parker *)w->target;
     struct async_tls *t = async__tls_get();
     int64_t spun = -1, parked = 0;   /* spun: the spin's ns; -1: no spin */
+    /* A plain thread that woke a fiber and now waits on a channel runs that
+     * fiber itself, if no worker has taken it yet (sched.c): the answer
+     * then comes on this core. */
+    while (t->gave && deadline == ASYNC_FOREVER && chan_wait(w) && async__host_run()) {
+        t = async__tls_get();
+        if (atomic_load_explicit(&w->fired, memory_order_acquire))
+            return 0;
+    }
     if (may_spin && !(cancellable && async__cancel_requested())) {
         struct spin_out s = spin(w, t, t->spin_ns ? t->spin_ns : SPIN_START_NS, deadline);
         if (s.fired) {
@@ -222,7 +237,9 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
  * a wake, the deadline or a cancellation; the caller then re-checks. */
 static void tblock(struct async_fiber *self, int64_t deadline, bool cancellable)
 {
-    struct async_parker *p = async__tls_get()->worker->parker;
+    struct async_worker *wk = async__tls_get()->worker;
+    /* a host's fiber (async__host_run) waits on the host's parker */
+    struct async_parker *p = wk ? wk->parker : async__parker_self();
     self->tparker = p;
     uint32_t s = ASYNC_F_PARKING;
     if (!atomic_compare_exchange_strong_explicit(&self->state, &s, ASYNC_F_TBLOCK,
@@ -351,7 +368,7 @@ void async_sleep(int64_t ns)
 void async_yield(void)
 {
     struct async_fiber *self = async__fiber_self();
-    if (self->is_stack && async__tls_get()->worker && async__fiber_yield(self))
+    if (self->is_stack && async__fiber_yield(self))
         return;
     sched_yield();
 }

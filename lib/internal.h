@@ -250,6 +250,7 @@ struct async_frame;
 struct async_defer;
 struct async_pool;
 struct async_worker;
+struct async_xslot;
 struct async_parker;
 struct async_stack_class;
 
@@ -382,6 +383,11 @@ struct async_tls {
     uint16_t             slot_credit; /* outside submissions that may still
                                          try a pool's outside slot (submit.c) */
     uint16_t             slot_probe;  /* outside submissions since the last try */
+    uintptr_t            gave;        /* the word (fiber | tag) this thread
+                                         (not a worker) last put in an
+                                         outside fiber slot, and that slot */
+    struct async_xslot  *gave_slot;   /*   (sched.c); 0: none */
+    unsigned             xtag;        /* its puts, for the tags */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;
@@ -1080,6 +1086,8 @@ struct async_worker {
     struct async_fiber  *peek_f;
     unsigned             peek_turns;
     int64_t              peek_at;
+    uintptr_t            xpeek;       /* owner: the outside fiber slot's word */
+    int64_t              xpeek_at;    /*   it last saw, and since when */
     pthread_t            thread;      /* guarded by pool->lock */
     bool                 has_thread;  /* guarded by pool->lock */
     bool                 dead;        /* thread exited; guarded by pool->lock */

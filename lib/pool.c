@@ -132,6 +132,7 @@ static void pool_free(struct async_pool *pool)
     async__free(pool->slots);
     async__mpsc_fini(&pool->inj);
     async__mpsc_fini(&pool->finj);
+    async__xslot_put(pool->xslot);   /* empty: no fiber is runnable now */
     async__timers_fini(pool);
     pthread_mutex_destroy(&pool->lock);
     pthread_mutex_destroy(&pool->idle_lock);
@@ -150,12 +151,15 @@ static struct async_pool *pool_alloc(const async_pool_config_t *cfg, unsigned th
     if (!pool)
         return NULL;
     pool->slots = async__calloc(max, sizeof *pool->slots);
-    if (stack != ASYNC_STACK_THREAD)
+    if (stack != ASYNC_STACK_THREAD) {
         pool->stacks = async__stack_class(stack);
-    if (!pool->slots || (stack != ASYNC_STACK_THREAD && !pool->stacks) ||
+        pool->xslot = async__xslot_get();
+    }
+    if (!pool->slots || (stack != ASYNC_STACK_THREAD && (!pool->stacks || !pool->xslot)) ||
         async__mpsc_init(&pool->inj) || async__mpsc_init(&pool->finj)) {
         async__mpsc_fini(&pool->inj);
         async__mpsc_fini(&pool->finj);
+        async__xslot_put(pool->xslot);
         async__free(pool->slots);
         async__free(pool);
         return NULL;

@@ -39,12 +39,94 @@
  *     is seq_cst: taking a record out of it is a removal that the dump's
  *     walk orders against (below).
  *
+ * Fibers woken from outside. A thread that is not a worker (main, say) and
+ * hands a value to a task parked in a channel operation wakes its fiber,
+ * then usually waits at once for the answer (W3: a ping-pong between main
+ * and a task). Queued for a worker, the fiber would run on another core,
+ * and every line of the hand-off (the fiber's state, the queue's node, the
+ * waiter) would cross between the cores twice per round trip. So a waker
+ * outside the workers that runs no task puts the fiber in its pool's
+ * outside fiber slot (the old occupant goes to the fiber injection queue),
+ * remembers it (gave, gave_slot in its thread state), and, when it then
+ * waits on a channel or in a select with no deadline, CASes it back out
+ * and runs it itself, on the
+ * fiber's own stack, until the task parks, yields or ends (sched.c,
+ * async__host_run): then the thread is back in its wait and looks at it
+ * again. A round trip then stays on one core, as Go's does when main's
+ * goroutine and the task share a P.
+ *   - Whoever takes the fiber out of the slot (an exchange or a CAS) owns
+ *     the wake-up and resumes it; nobody else does.
+ *   - The slot is not in the pool: the waker does not know whether the pool
+ *     still exists when it tries the CAS (a worker may have taken the fiber
+ *     and the pool been destroyed since). Slots come from a free list and
+ *     are never freed; a pool takes one at create and returns it, empty,
+ *     once its workers have left. A CAS that finds its fiber in its slot
+ *     proves that the pool is alive: the fiber is runnable there and
+ *     counted as parked, which keeps the workers, and so the pool, alive;
+ *     the host then registers as an inline runner (outside_running) before
+ *     it counts the fiber resumed.
+ *   - Workers take the slot's fiber only once they have seen the same one
+ *     there (the same put: the slot's word is the fiber and a 3-bit tag
+ *     that the waker's thread counts) for RUNNEXT_GRACE, as they take
+ *     another worker's run-next fiber (sched.c): a waker that is going to
+ *     wait takes it back sooner than that. A waker that does not wait loses
+ *     the grace, about as long as waking a parked worker takes. A searching
+ *     worker looks at the slot every eighth round only: each look takes the
+ *     line from the waker, whose next put then misses (W3: the put was a
+ *     third of the main thread's time when searchers looked every round).
+ *   - The put still signals the workers, as any wake from outside does: the
+ *     waker may block outside the library instead of waiting.
+ *   - Only plain threads use the slot: a worker of another pool, or a task
+ *     running inline, could not take the fiber back (a task's waits never
+ *     run other fibers).
+ *   - A wait with a deadline never takes the fiber back: it only waits, so
+ *     it returns on time (API.md). Nor does a wait for a future: its
+ *     waiter runs only what API.md lets it run inline.
+ *
  * Locks: each queue's lock (a leaf) guards its tail and the re-push of the
- * stub; pushes take no lock. The outside slot is one atomic pointer.
+ * stub; pushes take no lock. The outside slot is one atomic pointer, so is
+ * the outside fiber slot; xslot_lock (a leaf) guards the free list of
+ * outside fiber slots.
  */
 #include "sched_internal.h"
 
 #include <sched.h>
+
+/* ------------------------------------------ outside fiber slots */
+
+static pthread_mutex_t     xslot_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct async_xslot *xslot_free;   /* guarded by xslot_lock */
+
+struct async_xslot *async__xslot_get(void)
+{
+    ASYNC_CHECK(pthread_mutex_lock(&xslot_lock));
+    struct async_xslot *x = xslot_free;
+    if (x)
+        xslot_free = x->free_next;
+    ASYNC_CHECK(pthread_mutex_unlock(&xslot_lock));
+    if (!x) {
+        /* never freed: see "Fibers woken from outside" */
+        x = async__calloc(1, sizeof *x);
+        if (!x)
+            return NULL;
+        atomic_init(&x->word, 0);
+    }
+    x->free_next = NULL;
+    return x;
+}
+
+void async__xslot_put(struct async_xslot *x)
+{
+    if (!x)
+        return;
+    ASYNC_ASSERT(atomic_load(&x->word) == 0);
+    ASYNC_CHECK(pthread_mutex_lock(&xslot_lock));
+    x->free_next = xslot_free;
+    xslot_free = x;
+    ASYNC_CHECK(pthread_mutex_unlock(&xslot_lock));
+}
+
+/* ------------------------------------------------ injection queues */
 
 int async__mpsc_init(struct async_mpsc *q)
 {
@@ -194,7 +276,8 @@ void async__pool_each_queued(struct async_pool *pool,
 bool async__work_visible(struct async_pool *pool)
 {
     if (!async__mpsc_empty(&pool->inj) || !async__mpsc_empty(&pool->finj) ||
-        atomic_load_explicit(&pool->ext_next, memory_order_seq_cst))
+        atomic_load_explicit(&pool->ext_next, memory_order_seq_cst) ||
+        (pool->xslot && atomic_load_explicit(&pool->xslot->word, memory_order_seq_cst)))
         return true;
     unsigned n = atomic_load_explicit(&pool->nslots, memory_order_acquire);
     for (unsigned s = 0; s < n; s++) {

@@ -138,16 +138,19 @@ static struct async_fiber *cache_get(struct async_worker *w)
     return f;
 }
 
+/* A loop fiber that will never run again: to w's cache, or back to its
+ * class when the cache is full or the caller is not a worker (a host,
+ * async__host_run: f's pool is alive while it runs f). */
 static void cache_put(struct async_worker *w, struct async_fiber *f)
 {
-    if (w->ncache < FIBER_CACHE) {
+    if (w && w->ncache < FIBER_CACHE) {
         ASYNC_FIBER_SET(f, ASYNC_F_FREE, memory_order_release);
         atomic_store_explicit(&f->next, w->cache, memory_order_relaxed);
         w->cache = f;
         w->ncache++;
         return;
     }
-    ASYNC_DEC(&w->pool->nstacks, memory_order_relaxed);
+    ASYNC_DEC(&f->pool->nstacks, memory_order_relaxed);
     async__fiber_release(f);
 }
 
@@ -166,11 +169,14 @@ static void cache_flush(struct async_worker *w)
 
 /* Put a runnable fiber where its pool will run it: the calling worker's
  * run-next slot when it is one of the pool's workers (the old occupant
- * moves to its deque), else the pool's fiber injection queue. */
+ * moves to its deque); from a plain thread, the pool's outside fiber slot,
+ * which that thread may take back (runq.c, "Fibers woken from outside");
+ * else the pool's fiber injection queue. */
 static void fiber_push(struct async_fiber *f, bool runnext)
 {
     struct async_pool *pool = f->pool;
-    struct async_worker *w = async__tls_get()->worker;
+    struct async_tls *t = async__tls_get();
+    struct async_worker *w = t->worker;
     if (w && w->pool == pool) {
         struct async_fiber *old = runnext
             ? atomic_exchange_explicit(&w->runnext, f, memory_order_acq_rel) : f;
@@ -185,7 +191,17 @@ static void fiber_push(struct async_fiber *f, bool runnext)
      * task end and the pool be destroyed, so the pool is pinned (destroy
      * waits for ext_touching to drop) until the signal has been given. */
     atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
-    async__mpsc_push(&pool->finj, f);
+    struct async_xslot *x = pool->xslot;
+    if (runnext && x && !w && !t->fiber && !async__current_task()) {
+        uintptr_t word = (uintptr_t)f | (++t->xtag & ASYNC_XTAG);
+        uintptr_t old = atomic_exchange_explicit(&x->word, word, memory_order_seq_cst);
+        t->gave = word;
+        t->gave_slot = x;
+        if (old)
+            async__mpsc_push(&pool->finj, async__xslot_fiber(old));
+    } else {
+        async__mpsc_push(&pool->finj, f);
+    }
     ASYNC_TEST_WINDOW();
     async__signal_work(pool);
     ASYNC_DEC(&pool->ext_touching, memory_order_release);
@@ -226,11 +242,19 @@ static void land(void *transfer)
         }
         break;
     }
-    case T_YIELD:
+    case T_YIELD: {
+        /* A fiber in the outside slot was made runnable before this yield:
+         * it goes first (workers leave the slot alone for a while). */
+        struct async_xslot *x = prev->pool->xslot;
+        uintptr_t o = x && atomic_load_explicit(&x->word, memory_order_relaxed)
+            ? atomic_exchange_explicit(&x->word, 0, memory_order_seq_cst) : 0;
+        if (o)
+            async__mpsc_push(&prev->pool->finj, async__xslot_fiber(o));
         ASYNC_FIBER_SET(prev, ASYNC_F_RUNNABLE, memory_order_relaxed);
         async__mpsc_push(&prev->pool->finj, prev);
         async__signal_work(prev->pool);
         break;
+    }
     }
 }
 
@@ -261,7 +285,7 @@ static void lsan_unpark(struct async_fiber *f)
 #endif
 }
 
-/* Switch from the running fiber to `to`, which this worker now runs. */
+/* Switch from the running fiber to `to`, which this thread now runs. */
 static void *switch_to(struct async_fiber *self, struct async_fiber *to, uintptr_t how,
                        bool leaving)
 {
@@ -278,16 +302,67 @@ _Noreturn static void resume(struct async_worker *w, struct async_fiber *f)
     async__abort(__FILE__, __LINE__, "a released fiber was resumed");
 }
 
+/* A fiber that a thread outside the workers runs (async__host_run) parks
+ * (T_PARK) or yields (T_YIELD): back to that thread's own stack, where the
+ * host lands it. Returns once the fiber has been resumed, by a worker or
+ * by a host. */
+static bool host_return(struct async_fiber *self, uintptr_t how)
+{
+    async__pool_count(self->pool, ASYNC_C_PARKED);
+    lsan_park(self);
+    void *tr = switch_to(self, &async__tls_get()->self, how, false);
+    lsan_unpark(self);
+    land(tr);
+    return true;
+}
+
+/* Its task ended on a host: back to the host, which gives the stack back. */
+_Noreturn static void host_leave(void)
+{
+    switch_to(async__fiber_self(), &async__tls_get()->self, T_RELEASE, true);
+    async__abort(__FILE__, __LINE__, "a released fiber was resumed");
+}
+
+bool async__host_run(void)
+{
+    struct async_tls *t = async__tls_get();
+    uintptr_t v = t->gave;
+    struct async_xslot *x = t->gave_slot;
+    t->gave = 0;
+    if (!v || t->worker || t->fiber || async__current_task() ||
+        atomic_load_explicit(&x->word, memory_order_relaxed) != v ||
+        !atomic_compare_exchange_strong_explicit(&x->word, &v, 0,
+                memory_order_seq_cst, memory_order_relaxed))
+        return false;
+    struct async_fiber *f = async__xslot_fiber(v);
+    /* f was runnable in x's pool, counted as parked: the pool lives until
+     * f is counted resumed, and from then on through outside_running. */
+    struct async_pool *pool = f->pool;
+    async__pool_inline_begin(pool);
+    async__pool_count(pool, ASYNC_C_RESUMED);
+    ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
+    t->fiber = f;
+    void *tr = async__fiber_switch(&t->self, f, NULL, false);
+    t = async__tls_get();
+    t->fiber = NULL;
+    land(tr);
+    async__pool_inline_end(pool);
+    return true;
+}
+
 /*
  * Park the running task's fiber (its state is PARKING): switch to the
- * worker's run-next fiber or to a fresh loop. Returns once the fiber has
- * been resumed (by any worker), true; false when there was nowhere to
- * switch to (no stack): the caller then blocks the thread instead.
+ * worker's run-next fiber or to a fresh loop (on a host: back to the host).
+ * Returns once the fiber has been resumed (by any worker or host), true;
+ * false when there was nowhere to switch to (no stack): the caller then
+ * blocks the thread instead.
  */
 bool async__fiber_park(struct async_fiber *self)
 {
     struct async_worker *w = async__tls_get()->worker;
     struct async_fiber *next = NULL;
+    if (!w)
+        return host_return(self, T_PARK);
     if (w->streak < RUNNEXT_MAX &&
         atomic_load_explicit(&w->runnext, memory_order_relaxed) &&
         (next = atomic_exchange_explicit(&w->runnext, NULL, memory_order_acq_rel)) != NULL) {
@@ -310,6 +385,8 @@ bool async__fiber_park(struct async_fiber *self)
 bool async__fiber_yield(struct async_fiber *self)
 {
     struct async_worker *w = async__tls_get()->worker;
+    if (!w)
+        return host_return(self, T_YIELD);
     struct async_fiber *next = cache_get(w);
     if (!next)
         return false;
@@ -371,18 +448,44 @@ static void *steal_from(struct async_worker *w, int64_t now)
     return NULL;
 }
 
+/* The outside fiber slot's fiber, once this worker has seen the same one
+ * there (the same put) for RUNNEXT_GRACE: its waker may be about to take
+ * it back (runq.c, "Fibers woken from outside"). */
+static struct async_fiber *xslot_take(struct async_worker *w)
+{
+    struct async_xslot *x = w->pool->xslot;
+    uintptr_t v = atomic_load_explicit(&x->word, memory_order_relaxed);
+    if (!v)
+        return NULL;
+    int64_t now = async_now();
+    if (w->xpeek != v) {
+        w->xpeek = v;
+        w->xpeek_at = now;
+        return NULL;
+    }
+    if (now - w->xpeek_at < RUNNEXT_GRACE ||
+        !atomic_compare_exchange_strong_explicit(&x->word, &v, 0,
+                memory_order_seq_cst, memory_order_relaxed))
+        return NULL;
+    w->xpeek = 0;
+    return async__xslot_fiber(v);
+}
+
 /* From the injection queues: runnable fibers first (their tasks have
  * started; finishing them frees stacks), or new tasks first on the
  * fairness tick (a task that yields in a loop must not starve a task that
  * has not started: Go's Gosched lets a new goroutine run). */
-static void *inject_take(struct async_pool *pool, bool new_first)
+static void *inject_take(struct async_worker *w, bool new_first, bool xslot)
 {
+    struct async_pool *pool = w->pool;
     if (new_first) {
         void *it = async__inject_pop(pool);
         if (it)
             return it;
     }
     struct async_fiber *f = async__mpsc_pop(&pool->finj);
+    if (!f && xslot && pool->xslot)
+        f = xslot_take(w);
     return f ? async__fiber_item(f) : async__inject_pop(pool);
 }
 
@@ -400,7 +503,7 @@ static void *search(struct async_worker *w)
     for (unsigned round = 0;; round++) {
         void *it = steal_from(w, now);
         if (!it)
-            it = inject_take(pool, false);
+            it = inject_take(w, false, (round & 7) == 0);
         if (it)
             return it;
         if (atomic_load_explicit(&pool->h.phase, memory_order_relaxed) != PH_RUNNING &&
@@ -424,7 +527,7 @@ static void *find_work(struct async_worker *w)
     struct async_pool *pool = w->pool;
     void *it = NULL;
     if (++w->tick % FAIR_TICK == 0)
-        it = inject_take(pool, true);
+        it = inject_take(w, true, true);
     if (!it && atomic_load_explicit(&w->runnext, memory_order_relaxed)) {
         struct async_fiber *f = atomic_exchange_explicit(&w->runnext, NULL,
                                                          memory_order_acq_rel);
@@ -433,7 +536,7 @@ static void *find_work(struct async_worker *w)
     if (!it)
         it = async__deque_pop(&w->dq);
     if (!it)
-        it = inject_take(pool, false);
+        it = inject_take(w, false, true);
     if (!it)
         it = search(w);
     if (it && w->searching) {
@@ -512,6 +615,8 @@ static void loop(void)
 {
     for (;;) {
         struct async_worker *w = async__tls_get()->worker;
+        if (!w)
+            host_leave();   /* its task ran on a host (async__host_run) */
         struct async_pool *pool = w->pool;
         if (async__should_exit(pool))
             return;

@@ -5,7 +5,10 @@
  *
  * Fields and their guards:
  *   h.log, h.log_ctx, h.name, threads (lowered once at create), max_threads,
- *   stacks, slots[] array itself               immutable after create
+ *   stacks, xslot, slots[] array itself        immutable after create
+ *   xslot->word                                atomic: exchanged in by an
+ *                                              outside waker, CASed out by
+ *                                              it, taken by workers
  *   slots[i] contents, nslots, worker dead/has_thread, saturated,
  *   spawn_failed                               pool->lock
  *   idle_top, worker idle/idle_next, worker searching while idle
@@ -58,6 +61,32 @@ struct async_timer {
     size_t    idx;
 };
 
+/* The outside fiber slot (runq.c, "Fibers woken from outside"): the fiber
+ * that a thread outside the workers woke last, which that thread may take
+ * back and run itself when it goes on to wait. Not in the pool: the waker
+ * tries to take its fiber back without knowing whether the pool still
+ * exists, so slots are never freed, only reused by later pools. */
+struct async_xslot {
+    char                 pad0[ASYNC_CACHELINE];   /* a line of its own, however
+                                                     malloc aligns it */
+    _Atomic uintptr_t    word;          /* a fiber | a put's tag (ASYNC_XTAG
+                                            bits, which tell a worker watching
+                                            the slot a new put from the one it
+                                            saw), or 0: exchanged in by a
+                                            waker, CASed out by it or by a
+                                            worker */
+    struct async_xslot  *free_next;     /* the free list's (runq.c) */
+    char                 pad1[ASYNC_CACHELINE];
+};
+
+#define ASYNC_XTAG ((uintptr_t)7)
+_Static_assert(_Alignof(struct async_fiber) > ASYNC_XTAG, "a fiber's low bits are free");
+
+static inline struct async_fiber *async__xslot_fiber(uintptr_t word)
+{
+    return (struct async_fiber *)(word & ~ASYNC_XTAG);
+}
+
 struct async_pool {
     struct async_pool_head h;       /* first: phase, shared counters, log */
     struct async_mpsc    inj;       /* new tasks from outside the workers */
@@ -83,6 +112,8 @@ struct async_pool {
     _Atomic unsigned     threads;            /* lowered if fewer start */
     unsigned             max_threads;
     struct async_stack_class *stacks;        /* NULL: thread mode */
+    struct async_xslot  *xslot;              /* goroutine mode's outside fiber
+                                                slot (NULL in thread mode) */
 
     pthread_mutex_t      lock;
     struct async_worker **slots;             /* max_threads entries */
@@ -219,6 +250,11 @@ static inline struct future *async__slot_take(struct async_pool *pool)
     return atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
 }
 
+/* The outside fiber slots: one for a new pool (NULL: no memory), and back
+ * to the free list once the pool's workers have left (it must be empty). */
+struct async_xslot *async__xslot_get(void);
+void  async__xslot_put(struct async_xslot *x);
+
 static inline void *async__inject_pop(struct async_pool *pool)
 {
     void *it = async__slot_take(pool);
@@ -274,6 +310,12 @@ extern void *(*_Atomic async__worker_entry)(void *arg);
 
 bool    async__fiber_park(struct async_fiber *self);
 bool    async__fiber_yield(struct async_fiber *self);
+/* For block.c: a thread outside the workers, about to wait with no
+ * deadline and running no task, takes back the fiber it woke last if it
+ * still sits in its pool's outside slot, and runs it until it parks, yields
+ * or ends (runq.c, "Fibers woken from outside"). true: it ran one; the
+ * caller looks at its own wait again. */
+bool    async__host_run(void);
 
 /* timer.c */
 /* 0 | ENOMEM; *earliest: the new timer is the first to fire */
