@@ -55,6 +55,13 @@ void race_many_getters(struct tally *t, unsigned rounds, unsigned getters);
  * cancel returned 0. Both modes. */
 void race_outside_slot(struct tally *t, unsigned rounds);
 
+/* Threads outside a pool play ping-pong over channels with tasks of their
+ * own, which they may run themselves while they wait (race_host.c), while
+ * another wakes tasks without waiting; then again with the pool cancelled
+ * midway: every answer right and in order, every fed value received. Both
+ * modes. */
+void race_outside_fibers(struct tally *t, unsigned rounds);
+
 /* future_cancel racing a task's start, by a worker and by a waiter running it
  * inline: either cancel returns 0 and the task never runs, or EBUSY/EALREADY
  * and it ran once. */

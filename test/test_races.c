@@ -30,6 +30,14 @@ Test(race, outside_threads_submitting_and_waiting_at_once_run_each_task_once)
     EXPECT_CLEAN(t);
 }
 
+Test(race, outside_threads_playing_pingpong_with_tasks_get_every_answer)
+{
+    struct tally t;
+    tally_init(&t, false);
+    race_outside_fibers(&t, 3000);
+    EXPECT_CLEAN(t);
+}
+
 Test(race, cancel_racing_the_start_either_cancels_or_lets_it_run_once)
 {
     struct tally t;

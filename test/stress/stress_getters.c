@@ -14,5 +14,6 @@ int main(int argc, char **argv)
     tally_init(&t, true);
     race_many_getters(&t, stress_n(scale, 20000), 8);
     race_outside_slot(&t, stress_n(scale, 20000));
+    race_outside_fibers(&t, stress_n(scale, 20000));
     return stress_finish(&t);
 }
