@@ -492,7 +492,8 @@ def main():
             "on its own stack and its worker runs another task. `libasync-t1`: W4 on a pool of "
             "1 thread, checked against the peers' 2 threads. W3T is W3 with both parties pool "
             "tasks; its peer is Go's W3, which is two goroutines (the harness has no W3T). "
-            "W3 keeps the main thread as one party (a plain thread blocks as it always did). "
+            "W3 keeps the main thread as one party: a plain thread, which runs the task it "
+            "woke while it waits on the channel (README, \"What is not supported, and why\"). "
             f"OS threads are those of the whole process at the end of the timed pass; W5 and W7 "
             f"must stay at ≤ {MAX_OS_THREADS} in every run. W7 must complete in every run, and its "
             "bytes per blocked task are compared with Go's from the same run. " + w7_source, ""]

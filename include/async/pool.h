@@ -42,7 +42,11 @@
  * exit. Apart from replacements a pool never runs more
  * than `threads` tasks at once; threads that run a task inline while waiting
  * for it (see future_get) are not counted. Threads that are not workers
- * (main) always block as in thread mode.
+ * (main) always block as in thread mode; but in goroutine mode such a
+ * thread that woke a parked task over a channel and then waits on a
+ * channel or a select with no deadline may resume that task itself, until
+ * it blocks again, yields or returns (so a ping-pong between main and a
+ * task stays on one core; see README, "What is not supported, and why").
  *
  * The default pool is created on first use (async_run, async_default_pool),
  * sized by $ASYNC_THREADS or else the number of CPUs the process may use: the
