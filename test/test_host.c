@@ -9,13 +9,16 @@
  * checked: a ping-pong runs every round on the waiting thread; a task that
  * ends there gives its stack back and its future its value; one that
  * yields there goes back to the pool; one that panics there fails its
- * future after its defers ran; a wait with a deadline, or for a future,
- * never runs the woken task; a thread-mode pool never does.
+ * future after its defers ran; the dump lists it as running; a wait with
+ * a deadline, or for a future, never runs the woken task; a thread-mode
+ * pool never does.
  */
 #include <criterion/criterion.h>
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -416,4 +419,59 @@ Test(host, a_stale_take_back_after_the_pool_is_gone_finds_nothing)
     future_free(g);
     cr_assert_eq(async_pool_destroy(other, ASYNC_DRAIN), 0);
     chan_free(o.c);
+}
+
+/* The dump, taken by a task while it runs on the waiting thread, lists
+ * that task as running. */
+struct dumper {
+    chan_t   *in, *done;
+    char     *text;
+    size_t    len;
+    long      tid;
+};
+
+static void *recv_dump_send(void *arg)
+{
+    struct dumper *d = arg;
+    int v;
+    if (chan_recv(d->in, &v) != 0)
+        return (void *)(intptr_t)-1;
+    d->tid = thread_id();
+    FILE *m = open_memstream(&d->text, &d->len);
+    if (!m || async_dump(m) != 0)
+        return (void *)(intptr_t)-2;
+    fclose(m);
+    return chan_send(d->done, &v) == 0 ? NULL : (void *)(intptr_t)-3;
+}
+
+Test(host, the_dump_lists_a_task_running_on_the_waiting_thread_as_running)
+{
+    async_pool_t *pool = one_worker_pool();
+    static struct dumper d;
+    d.in = chan_make(sizeof(int), 0);
+    d.done = chan_make(sizeof(int), 0);
+    future_t *f = async_run_on(pool, recv_dump_send, &d);
+    cr_assert_not_null(f);
+    until_parked(pool, 1);
+    struct hold h = { 0 };
+    future_t *holder = hold(pool, &h);
+    int v = 1;
+    cr_assert_eq(chan_send(d.in, &v), 0);
+    cr_assert_eq(chan_recv(d.done, &v), 0);
+    cr_assert_eq(d.tid, thread_id(), "the woken task did not run on the waiting thread");
+    cr_assert_eq(tu_get(f, NULL), 0);
+    char want[64];
+    snprintf(want, sizeof want, "task %p fn ", (void *)f);
+    const char *line = d.text ? strstr(d.text, want) : NULL;
+    cr_assert_not_null(line, "no \"%s\" in:\n%s", want, d.text ? d.text : "(none)");
+    const char *end = strchr(line, '\n');
+    const char *state = strstr(line, " state running");
+    cr_assert(state && (!end || state < end), "not running: %.*s",
+              (int)(end ? end - line : (long)strlen(line)), line);
+    free(d.text);
+    release(&h, holder);
+    future_free(f);
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+    chan_free(d.in);
+    chan_free(d.done);
 }
