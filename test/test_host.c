@@ -121,8 +121,8 @@ static void *answer(void *arg)
     return NULL;
 }
 
-/* Start the answerer and let it park on its first receive, then hold the
- * worker. */
+/* Start the answerer on pool; with h, let it park on its first receive,
+ * then hold the worker (*holder). */
 static future_t *start_answerer(async_pool_t *pool, struct pingpong *p, struct hold *h,
                                 future_t **holder)
 {
@@ -131,64 +131,77 @@ static future_t *start_answerer(async_pool_t *pool, struct pingpong *p, struct h
     cr_assert(p->ping && p->pong);
     future_t *f = async_run_on(pool, answer, p);
     cr_assert_not_null(f);
-    until_parked(pool, 1);
-    *holder = hold(pool, h);
+    if (h) {
+        until_parked(pool, 1);
+        *holder = hold(pool, h);
+    }
     return f;
+}
+
+enum way { PLAIN, SELECT, DEADLINES };
+
+/* ROUNDS round trips, each waited for the given way. */
+static void play(struct pingpong *p, enum way way)
+{
+    for (int i = 1; i <= ROUNDS; i++) {
+        int v = i, got = 0;
+        int64_t deadline = async_now() + 60 * ASYNC_SECOND;
+        if (way == DEADLINES) {
+            cr_assert_eq(chan_send_until(p->ping, &v, deadline), 0);
+            cr_assert_eq(chan_recv_until(p->pong, &got, deadline), 0);
+        } else if (way == SELECT) {
+            cr_assert_eq(chan_send(p->ping, &v), 0);
+            chan_case_t c = { .chan = p->pong, .op = CHAN_RECV, .elem = &got };
+            size_t which = 9;
+            cr_assert_eq(chan_select(&c, 1, ASYNC_FOREVER, &which), 0);
+            cr_assert_eq(which, 0);
+        } else {
+            cr_assert_eq(chan_send(p->ping, &v), 0);
+            cr_assert_eq(chan_recv(p->pong, &got), 0);
+        }
+        cr_assert_eq(got, -i);
+    }
+}
+
+/* Every round ran on this thread (on_waiter), or none did; then the task
+ * has ended, and the pool and channels go. */
+static void finish(async_pool_t *pool, struct pingpong *p, future_t *f, bool on_waiter)
+{
+    cr_assert_eq(tu_get(f, NULL), 0);
+    long me = thread_id();
+    for (int i = 0; i < ROUNDS; i++)
+        cr_assert_eq(p->tid[i] == me, on_waiter, "round %d ran on thread %ld (waiter %ld)",
+                     i, p->tid[i], me);
+    future_free(f);
+    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
+    chan_free(p->ping);
+    chan_free(p->pong);
+}
+
+/* The task ends on this thread too: its stack goes back, nothing is
+ * parked, and its future has its value. */
+static void hosted(enum way way)
+{
+    async_pool_t *pool = one_worker_pool();
+    static struct pingpong p;
+    struct hold h = { 0 };
+    future_t *holder;
+    future_t *f = start_answerer(pool, &p, &h, &holder);
+    play(&p, way);
+    cr_assert_eq(tu_get(f, NULL), 0);
+    cr_assert_eq(parked_of(pool), 0);
+    release(&h, holder);
+    finish(pool, &p, f, true);
 }
 
 Test(host, pingpong_runs_the_woken_task_on_the_waiting_thread)
 {
-    async_pool_t *pool = one_worker_pool();
-    static struct pingpong p;
-    struct hold h = { 0 };
-    future_t *holder;
-    future_t *f = start_answerer(pool, &p, &h, &holder);
-    long me = thread_id();
-    for (int i = 1; i <= ROUNDS; i++) {
-        int v = i, got = 0;
-        cr_assert_eq(chan_send(p.ping, &v), 0);
-        cr_assert_eq(chan_recv(p.pong, &got), 0);
-        cr_assert_eq(got, -i);
-    }
-    /* The task ended on this thread: its stack went back, nothing is
-     * parked, and its future has its value. */
-    cr_assert_eq(tu_get(f, NULL), 0);
-    cr_assert_eq(parked_of(pool), 0);
-    for (int i = 0; i < ROUNDS; i++)
-        cr_assert_eq(p.tid[i], me, "round %d ran on thread %ld, not the waiter %ld", i,
-                     p.tid[i], me);
-    release(&h, holder);
-    future_free(f);
-    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
-    chan_free(p.ping);
-    chan_free(p.pong);
+    hosted(PLAIN);
 }
 
 Test(host, select_with_no_deadline_runs_the_woken_task_too)
 {
-    async_pool_t *pool = one_worker_pool();
-    static struct pingpong p;
-    struct hold h = { 0 };
-    future_t *holder;
-    future_t *f = start_answerer(pool, &p, &h, &holder);
-    long me = thread_id();
-    for (int i = 1; i <= ROUNDS; i++) {
-        int v = i, got = 0;
-        cr_assert_eq(chan_send(p.ping, &v), 0);
-        chan_case_t c = { .chan = p.pong, .op = CHAN_RECV, .elem = &got };
-        size_t which = 9;
-        cr_assert_eq(chan_select(&c, 1, ASYNC_FOREVER, &which), 0);
-        cr_assert_eq(which, 0);
-        cr_assert_eq(got, -i);
-    }
-    cr_assert_eq(tu_get(f, NULL), 0);
-    for (int i = 0; i < ROUNDS; i++)
-        cr_assert_eq(p.tid[i], me, "round %d ran on thread %ld", i, p.tid[i]);
-    release(&h, holder);
-    future_free(f);
-    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
-    chan_free(p.ping);
-    chan_free(p.pong);
+    hosted(SELECT);
 }
 
 /* A wait with a deadline only waits (API.md): the worker runs every round
@@ -198,24 +211,9 @@ Test(host, a_wait_with_a_deadline_never_runs_the_woken_task)
 {
     async_pool_t *pool = one_worker_pool();
     static struct pingpong p;
-    p.ping = chan_make(sizeof(int), 0);
-    p.pong = chan_make(sizeof(int), 0);
-    future_t *f = async_run_on(pool, answer, &p);
-    cr_assert_not_null(f);
-    long me = thread_id();
-    for (int i = 1; i <= ROUNDS; i++) {
-        int v = i, got = 0;
-        cr_assert_eq(chan_send_until(p.ping, &v, async_now() + 60 * ASYNC_SECOND), 0);
-        cr_assert_eq(chan_recv_until(p.pong, &got, async_now() + 60 * ASYNC_SECOND), 0);
-        cr_assert_eq(got, -i);
-    }
-    cr_assert_eq(tu_get(f, NULL), 0);
-    for (int i = 0; i < ROUNDS; i++)
-        cr_assert_neq(p.tid[i], me, "round %d ran on the waiting thread", i);
-    future_free(f);
-    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
-    chan_free(p.ping);
-    chan_free(p.pong);
+    future_t *f = start_answerer(pool, &p, NULL, NULL);
+    play(&p, DEADLINES);
+    finish(pool, &p, f, false);
 }
 
 /* ------------------------------------------- future waits, thread mode */
@@ -265,23 +263,9 @@ Test(host, a_thread_mode_pool_never_runs_a_task_on_the_waiting_thread)
     async_pool_t *pool = async_pool_create(&cfg);
     cr_assert_not_null(pool);
     static struct pingpong p;
-    p.ping = chan_make(sizeof(int), 0);
-    p.pong = chan_make(sizeof(int), 0);
-    future_t *f = async_run_on(pool, answer, &p);
-    cr_assert_not_null(f);
-    long me = thread_id();
-    for (int i = 1; i <= ROUNDS; i++) {
-        int v = i, got = 0;
-        cr_assert_eq(chan_send(p.ping, &v), 0);
-        cr_assert_eq(chan_recv(p.pong, &got), 0);
-    }
-    cr_assert_eq(tu_get(f, NULL), 0);
-    for (int i = 0; i < ROUNDS; i++)
-        cr_assert_neq(p.tid[i], me, "round %d ran on the waiting thread", i);
-    future_free(f);
-    cr_assert_eq(async_pool_destroy(pool, ASYNC_DRAIN), 0);
-    chan_free(p.ping);
-    chan_free(p.pong);
+    future_t *f = start_answerer(pool, &p, NULL, NULL);
+    play(&p, PLAIN);
+    finish(pool, &p, f, false);
 }
 
 /* ------------------------------------------------- yield and panic */
