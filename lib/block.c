@@ -9,7 +9,7 @@
  *
  * A fiber (a task on a goroutine-mode worker) parks: it marks itself
  * PARKING, re-checks (fired, cancelled, deadline passed), and switches away
- * (sched.c); the worker runs other work, and a wake makes the fiber runnable
+ * (switch.c); the worker runs other work, and a wake makes the fiber runnable
  * again. Its deadline, if any, is a timer in its pool's heap (timer.c), not
  * a thread. The PARKING store and the read of `claim` that follows are both
  * seq_cst, against the taker's seq_cst CAS on `claim` and its later read of
@@ -182,7 +182,7 @@ static int wait_thread(struct async_waiter *w, int64_t deadline, bool may_spin,
     struct async_tls *t = async__tls_get();
     int64_t spun = -1, parked = 0;   /* spun: the spin's ns; -1: no spin */
     /* A plain thread that woke a fiber and now waits on a channel runs that
-     * fiber itself, if no worker has taken it yet (sched.c): the answer
+     * fiber itself, if no worker has taken it yet (switch.c): the answer
      * then comes on this core. */
     while (t->gave && deadline == ASYNC_FOREVER && chan_wait(w) && async__host_run()) {
         t = async__tls_get();

@@ -34,7 +34,7 @@
  * and its TLB shootdowns, a third of the time of a burst of 100,000 blocked
  * tasks when it was done at every 2 * TRIM_KEEP releases: now it runs after
  * the burst, and with no lock held (the stacks being returned are on no
- * list). Workers keep a few free fibers of their own (sched.c) so that a
+ * list). Workers keep a few free fibers of their own (switch.c) so that a
  * park takes no lock here.
  *
  * The switch. async__ctx_swap saves the callee-saved registers and the
@@ -46,7 +46,7 @@
  * Locks: stack_lock (a leaf) guards the class list, every class's lists and
  * counters and every slab's carving cursor. Fiber records are owned by whoever
  * holds them (a worker's cache, the run queues, a running worker); their
- * `state` is the scheduler's (sched.c).
+ * `state` is the scheduler's (switch.c).
  */
 #include "internal.h"
 

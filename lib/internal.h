@@ -32,12 +32,16 @@
  *              parked fibers
  *   workers.c  worker threads: the idle list and the idle park, waking on
  *              new work, starting workers and replacements for blocked
- *              ones, blocked accounting
+ *              ones, blocked accounting, the pin of outside threads that
+ *              run a pool's task (inline runs, hosts)
  *              (the thread entry comes down as a hook set by sched.c)
- *   sched.c    the worker loop, the run-next slot, stealing, going idle,
- *              the switches of parking, resuming and yielding
- *   submit.c   submission, timers for futures, the pins of outside threads
- *              (inline runs, pushes)
+ *   switch.c   the switches of parking, resuming and yielding, the workers'
+ *              caches of free stacks, where a woken fiber goes (run-next,
+ *              the outside fiber slot), plain threads that run a fiber
+ *              they woke (the loop's entry comes down as a hook set by
+ *              sched.c)
+ *   sched.c    the worker loop, the run-next slot, stealing, going idle
+ *   submit.c   submission, timers for futures, the pin of outside pushes
  *   block.c    the one wait loop (async__wait: spin and park a thread, or
  *              park a fiber), sleep, yield
  *   dump.c     the list of live pools, async_dump (reads fibers, threads
@@ -261,7 +265,7 @@ struct async_ctx {
 };
 
 /* Fiber states (stack fibers; a thread's own fiber stays RUNNING). See
- * sched.c for the transitions and who makes each. */
+ * switch.c for the transitions and who makes each. */
 enum {
     ASYNC_F_FREE = 0,      /* in a cache or the slab's free list */
     ASYNC_F_RUNNING,       /* a worker runs it */
@@ -271,7 +275,7 @@ enum {
     ASYNC_F_RUNNABLE,      /* in a run queue */
     ASYNC_F_TBLOCK,        /* waits on its worker's parker (no stack to switch to) */
 };
-/* The edges of the fiber state machine (sched.c's opening comment lists
+/* The edges of the fiber state machine (switch.c's opening comment lists
  * them, with who takes each): `from -> to` is one of them. */
 static inline bool async__fiber_edge(uint32_t from, uint32_t to)
 {
@@ -349,7 +353,7 @@ struct async_fiber {
     void               *tsan;           /* ThreadSanitizer fiber */
     void               *asan_fake;      /* AddressSanitizer fake-stack save */
     char               *lsan_lo;        /* LeakSanitizer root region of a */
-    size_t              lsan_size;      /*   parked fiber (sched.c) */
+    size_t              lsan_size;      /*   parked fiber (switch.c) */
     unsigned            vg_id;          /* valgrind stack id */
     bool                is_stack;       /* a stack fiber (not a thread's) */
     /* What async_dump and the watchdog read (dump.c), from any thread, with
@@ -386,7 +390,7 @@ struct async_tls {
     uintptr_t            gave;        /* the word (fiber | tag) this thread
                                          (not a worker) last put in an
                                          outside fiber slot, and that slot */
-    struct async_xslot  *gave_slot;   /*   (sched.c); 0: none */
+    struct async_xslot  *gave_slot;   /*   (switch.c); 0: none */
     unsigned             xtag;        /* its puts, for the tags */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */

@@ -50,7 +50,7 @@
  * remembers it (gave, gave_slot in its thread state), and, when it then
  * waits on a channel or in a select with no deadline, CASes it back out
  * and runs it itself, on the
- * fiber's own stack, until the task parks, yields or ends (sched.c,
+ * fiber's own stack, until the task parks, yields or ends (switch.c,
  * async__host_run): then the thread is back in its wait and looks at it
  * again. A round trip then stays on one core, as Go's does when main's
  * goroutine and the task share a P.

@@ -1,6 +1,7 @@
 /*
  * lib/sched_internal.h — the pool record, shared by the scheduler (runq.c,
- * stats.c, workers.c, sched.c, submit.c) and the pool's life cycle (pool.c).
+ * stats.c, workers.c, switch.c, sched.c, submit.c) and the pool's life
+ * cycle (pool.c).
  * Never installed.
  *
  * Fields and their guards:
@@ -306,16 +307,37 @@ void    async__stop_searching(struct async_worker *w);
  * async__sched_init before any pool can spawn. */
 extern void *(*_Atomic async__worker_entry)(void *arg);
 
-/* ------------------------------------------------------------ sched.c */
+/* ----------------------------------------------------------- switch.c */
 
+/* Park the running task's fiber (state PARKING; block.c): true once it has
+ * been resumed, false when there was nowhere to switch to (no stack). */
 bool    async__fiber_park(struct async_fiber *self);
+/* async_yield on a stack fiber: to the back of the pool's queue. */
 bool    async__fiber_yield(struct async_fiber *self);
-/* For block.c: a thread outside the workers, about to wait with no
- * deadline and running no task, takes back the fiber it woke last if it
- * still sits in its pool's outside slot, and runs it until it parks, yields
- * or ends (runq.c, "Fibers woken from outside"). true: it ran one; the
- * caller looks at its own wait again. */
+/* For block.c: a thread outside the workers, about to wait on a channel
+ * with no deadline and running no task, takes back the fiber it woke last
+ * if it still sits in its pool's outside slot, and runs it until it parks,
+ * yields or ends (runq.c, "Fibers woken from outside"). true: it ran one;
+ * the caller looks at its own wait again. */
 bool    async__host_run(void);
+/* For sched.c. Where a fresh loop fiber starts (sched.c's loop), set by
+ * async__sched_init before any pool can start a worker. */
+extern _Atomic async_ctx_fn async__loop_entry;
+/* A fiber that starts the loop afresh (NULL: no stack); a worker's cached
+ * ones back to their class as it leaves. */
+struct async_fiber *async__cache_get(struct async_worker *w);
+void    async__cache_flush(struct async_worker *w);
+/* The wait layer's ready hook: f, woken, goes where its pool will run it. */
+void    async__fiber_ready(struct async_fiber *f);
+/* The first thing after every switch: deal with the fiber we came from. */
+void    async__land(void *transfer);
+/* From the loop: run the parked task on f; this stack is left for good. */
+_Noreturn void async__fiber_resume(struct async_worker *w, struct async_fiber *f);
+/* Leave this loop fiber for good, for `to` (a worker's own stack, or a
+ * host's), which gives its stack back. */
+_Noreturn void async__fiber_leave(struct async_fiber *to);
+
+/* ------------------------------------------------------------ sched.c */
 
 /* timer.c */
 /* 0 | ENOMEM; *earliest: the new timer is the first to fire */

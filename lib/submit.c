@@ -1,14 +1,14 @@
 /*
  * lib/submit.c — what reaches a pool's queues from a task or a thread:
- * submission, a timer that stands for a future, and the bracket around a
- * task run inline by a thread outside the pool.
+ * submission, and a timer that stands for a future.
  *
  * Owns: the acceptance rule (a running pool takes everything; a draining
  * one only its own tasks' submissions), the checked build's "queued once"
- * mark, the pins that keep a pool alive while an outside thread touches it
- * (ext_touching for a push and its signal, outside_running for an inline
- * run), and the local pop of a task its waiter is about to run inline:
- * from the worker's own deque, or from the pool's outside slot.
+ * mark, the pin that keeps a pool alive while an outside thread pushes
+ * into it (ext_touching for a push and its signal; the inline runners' pin,
+ * outside_running, is workers.c's), and the local pop of a task its waiter
+ * is about to run inline: from the worker's own deque, or from the pool's
+ * outside slot.
  *
  * A worker of the pool pushes on its own deque; anyone else puts the task in
  * the pool's outside slot or on its injection queue (runq.c), and then
@@ -150,33 +150,4 @@ bool async__pool_unslot(struct async_pool *pool, struct future *f)
 bool async__pool_cancelling(const struct async_pool *pool)
 {
     return pool && async__pool_phase_cancelling(pool);
-}
-
-static void outside_leave(struct async_pool *pool)
-{
-    /* Read the destroyer before the decrement: after it the pool may go. */
-    struct async_parker *d = atomic_load(&pool->destroyer);
-    unsigned running = atomic_fetch_sub_explicit(&pool->outside_running, 1,
-                                                 memory_order_seq_cst);
-    ASYNC_ASSERT(running > 0);
-    if (running == 1 && d)
-        async__unpark(d);
-}
-
-/* The caller has claimed a task of the pool: the pool lives until that task
- * is finished (destroy waits for quiescence), and from then until
- * outside_leave through this count. Its increment is ordered before the
- * task's finished count (released there), which destroy reads before it
- * reads this count. */
-void async__pool_inline_begin(struct async_pool *pool)
-{
-    atomic_fetch_add_explicit(&pool->outside_running, 1, memory_order_seq_cst);
-}
-
-void async__pool_inline_end(struct async_pool *pool)
-{
-    int ph = atomic_load(&pool->h.phase);
-    if (ph == PH_DRAINING && async__quiescent(pool))
-        async__set_stopping(pool);
-    outside_leave(pool);
 }

@@ -10,9 +10,10 @@
  * names its target: the thread's parker when the caller runs on a thread's
  * own stack, or the fiber it runs on. Waking a parker unparks the thread;
  * waking a fiber makes it runnable: this file makes the state transition,
- * and the scheduler's hook (async__ready_hook, set by sched.c) queues it.
+ * and the scheduler's hook (async__ready_hook: switch.c's, set by sched.c)
+ * queues it.
  *
- * Fiber states, as far as waking goes (sched.c has the full table):
+ * Fiber states, as far as waking goes (switch.c has the full table):
  *   PARKED   -> RUNNABLE, then queued through the hook
  *   PARKING  -> WOKEN: its task has not finished switching away; whoever
  *               lands after that switch sees WOKEN and queues it (so nobody

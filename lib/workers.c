@@ -8,7 +8,9 @@
  * (async__signal_work), the searching count's release, the shutdown's wake
  * of every idle worker (async__set_stopping), spawning
  * (async__spawn_locked: a worker record, its thread), and the accounting of
- * workers that park their thread in a blocked call. What a worker does once
+ * workers that park their thread in a blocked call, and the pin of threads
+ * outside the workers that run a task of the pool (an inline run, a host's
+ * fiber: outside_running, which destroy waits for). What a worker does once
  * running is sched.c's; the thread starts in sched.c's worker_main, which
  * sched.c hands down through async__worker_entry (set with the ready hook,
  * before any pool exists), so that this file does not call back up.
@@ -337,4 +339,35 @@ int64_t async__block_retry(void)
     if (atomic_load(&wp->nblocked) >= alive && async__work_visible(wp))
         all_blocked(wp);
     return atomic_load(&wp->spawn_failed) ? async_now() + SPAWN_RETRY_NS : ASYNC_FOREVER;
+}
+
+/* --------------------------------------------- outside runners */
+
+static void outside_leave(struct async_pool *pool)
+{
+    /* Read the destroyer before the decrement: after it the pool may go. */
+    struct async_parker *d = atomic_load(&pool->destroyer);
+    unsigned running = atomic_fetch_sub_explicit(&pool->outside_running, 1,
+                                                 memory_order_seq_cst);
+    ASYNC_ASSERT(running > 0);
+    if (running == 1 && d)
+        async__unpark(d);
+}
+
+/* The caller has claimed a task of the pool: the pool lives until that task
+ * is finished (destroy waits for quiescence), and from then until
+ * outside_leave through this count. Its increment is ordered before the
+ * task's finished count (released there), which destroy reads before it
+ * reads this count. */
+void async__pool_inline_begin(struct async_pool *pool)
+{
+    atomic_fetch_add_explicit(&pool->outside_running, 1, memory_order_seq_cst);
+}
+
+void async__pool_inline_end(struct async_pool *pool)
+{
+    int ph = atomic_load(&pool->h.phase);
+    if (ph == PH_DRAINING && async__quiescent(pool))
+        async__set_stopping(pool);
+    outside_leave(pool);
 }
