@@ -387,6 +387,7 @@ struct async_tls {
     uint16_t             slot_credit; /* outside submissions that may still
                                          try a pool's outside slot (submit.c) */
     uint16_t             slot_probe;  /* outside submissions since the last try */
+    uint16_t             slot_puts;   /* its puts, for the slot's tags */
     uintptr_t            gave;        /* the word (fiber | tag) this thread
                                          (not a worker) last put in an
                                          outside fiber slot, and that slot */
@@ -1092,6 +1093,8 @@ struct async_worker {
     int64_t              peek_at;
     uintptr_t            xpeek;       /* owner: the outside fiber slot's word */
     int64_t              xpeek_at;    /*   it last saw, and since when */
+    uintptr_t            speek;       /* owner: the same for the outside */
+    int64_t              speek_at;    /*   slot's held record */
     pthread_t            thread;      /* guarded by pool->lock */
     bool                 has_thread;  /* guarded by pool->lock */
     bool                 dead;        /* thread exited; guarded by pool->lock */
@@ -1159,6 +1162,10 @@ void async__pool_count_unrun(struct future *f);
  * about to run it (in a cancelling pool too: the task then sees
  * async_cancelled()); async__pool_inline_end once it has finished. */
 void async__pool_inline_begin(struct async_pool *pool);
+/* Test hook: give the calling thread credit for n submissions through an
+ * outside slot (at most what a take-back gives; runq.c, "The outside
+ * slot"), as if it had just taken a task back. */
+void async__test_slot_credit(unsigned n);
 void async__pool_inline_end(struct async_pool *pool);
 /* Pop the task f from the bottom of the calling worker's deque if it is
  * there (the fork/join fast path); true when the caller now owns the

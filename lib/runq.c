@@ -33,11 +33,25 @@
  *     take-back renews, or once every SLOT_PROBE submissions (submit.c). A
  *     burst of submissions nobody waits for at once (W1) then never reads
  *     the slot's line, which the workers write as they take from it.
+ *   - Hold: a submission made with credit is tagged HOLD (its submitter is
+ *     likely to take it back within a few hundred nanoseconds), and workers
+ *     take a held task only once they have seen it there, the same put,
+ *     for RUNNEXT_GRACE (sched.c's new_take); the queue's tasks, younger,
+ *     wait with it. A probe submission (no credit) is not held.
+ *   - A searching worker that finds the queue empty looks at the slot every
+ *     eighth round only: each look takes the line from the submitter, whose
+ *     next put then misses.
+ *   - Those two took away the long tail of W2's times: half its runs took
+ *     210-340 ns and the others 155-170; with them, 20 of 21 runs took
+ *     140-186 ns (interleaved runs). A task that a worker takes first turns
+ *     its submitter's wait into a cross-core round trip.
  *   - Several outside threads share the slot: a submission that finds it
  *     taken goes on the queue, and its submitter claims it inline as before.
- *   - The slot holds a record, never a fiber. Every exchange and CAS on it
- *     is seq_cst: taking a record out of it is a removal that the dump's
- *     walk orders against (below).
+ *   - The slot holds a record (with a tag in its low bits: HOLD, and the
+ *     count of its submitter's puts, which tells a watching worker one put
+ *     from the next of the same record), never a fiber. Every exchange and
+ *     CAS on it is seq_cst: taking a record out of it is a removal that the
+ *     dump's walk orders against (below).
  *
  * Fibers woken from outside. A thread that is not a worker (main, say) and
  * hands a value to a task parked in a channel operation wakes its fiber,
@@ -268,7 +282,8 @@ void async__pool_each_queued(struct async_pool *pool,
     /* The slot: taking a record out of it is a seq_cst RMW, which orders
      * like a thief's CAS above; a record read here and taken out since is
      * held by the walk, never freed. */
-    struct future *f = atomic_load_explicit(&pool->ext_next, memory_order_seq_cst);
+    struct future *f = async__slot_record(atomic_load_explicit(&pool->ext_next,
+                                                                memory_order_seq_cst));
     if (f)
         fn(f, ctx);
 }

@@ -159,22 +159,57 @@ static struct async_fiber *xslot_take(struct async_worker *w)
     return async__xslot_fiber(v);
 }
 
+/* The oldest new task from outside the workers: the outside slot's, then
+ * the injection queue's (runq.c, "The outside slot"). A record its
+ * submitter holds (ASYNC_SLOT_HOLD) is taken only once this worker has
+ * seen it there, the same put, for RUNNEXT_GRACE, and meanwhile the
+ * queue's tasks, submitted after it, wait too. `look`: when the queue is
+ * empty, look at the slot at all (a searcher looks every eighth round: each
+ * look takes the line from the submitter, whose next put then misses). */
+static struct future *new_take(struct async_worker *w, bool look)
+{
+    struct async_pool *pool = w->pool;
+    struct async_mpsc *q = &pool->inj;
+    bool queued = atomic_load_explicit(&q->tail, memory_order_acquire) != q->stub ||
+                  atomic_load_explicit(&q->stub->next, memory_order_acquire) != NULL;
+    if (!look && !queued)
+        return NULL;
+    uintptr_t v = atomic_load_explicit(&pool->ext_next, memory_order_relaxed);
+    if (v) {
+        if (v & ASYNC_SLOT_HOLD) {
+            int64_t now = async_now();
+            if (w->speek != v) {
+                w->speek = v;
+                w->speek_at = now;
+                return NULL;
+            }
+            if (now - w->speek_at < RUNNEXT_GRACE)
+                return NULL;
+        }
+        v = atomic_exchange_explicit(&pool->ext_next, 0, memory_order_seq_cst);
+        if (v)
+            return async__slot_record(v);
+    }
+    return queued ? async__mpsc_pop(q) : NULL;
+}
+
 /* From the injection queues: runnable fibers first (their tasks have
  * started; finishing them frees stacks), or new tasks first on the
  * fairness tick (a task that yields in a loop must not starve a task that
- * has not started: Go's Gosched lets a new goroutine run). */
-static void *inject_take(struct async_worker *w, bool new_first, bool xslot)
+ * has not started: Go's Gosched lets a new goroutine run). `look`: look at
+ * the outside slots (new_take). */
+static void *inject_take(struct async_worker *w, bool new_first, bool look)
 {
     struct async_pool *pool = w->pool;
     if (new_first) {
-        void *it = async__inject_pop(pool);
+        void *it = new_take(w, look);
         if (it)
             return it;
     }
     struct async_fiber *f = async__mpsc_pop(&pool->finj);
-    if (!f && xslot && pool->xslot)
+    if (!f && look && pool->xslot)
         f = xslot_take(w);
-    return f ? async__fiber_item(f) : async__inject_pop(pool);
+    return f ? async__fiber_item(f) : new_take(w, look);
 }
 
 static void *search(struct async_worker *w)

@@ -106,7 +106,7 @@ struct async_pool {
     char                 pad3[ASYNC_CACHELINE];
     /* the newest task a thread outside the workers submitted, which that
      * thread may take back to run inline (runq.c, "The outside slot") */
-    struct future *_Atomic ext_next;
+    _Atomic uintptr_t    ext_next;           /* a record | ASYNC_SLOT_* tag */
     char                 pad4[ASYNC_CACHELINE - sizeof(void *)];
 
     /* configuration: immutable after create */
@@ -242,25 +242,32 @@ void  async__mpsc_fini(struct async_mpsc *q);
 void  async__test_mpsc_push(struct async_mpsc *q, void *node);
 void *async__test_mpsc_pop(struct async_mpsc *q);
 bool  async__test_mpsc_empty(struct async_mpsc *q);
-/* The oldest new task from outside the workers: from the outside slot,
- * else from the injection queue (runq.c, "The outside slot"). */
+/* The outside slot's word (runq.c, "The outside slot"): a record (malloc'd:
+ * 16-byte aligned) and a tag. HOLD: its submitter had credit, so it will
+ * likely take it back at once; the other bits count the puts of the
+ * submitter's thread, which tell a worker watching the slot one put from
+ * the next of the same record. */
+#define ASYNC_SLOT_HOLD ((uintptr_t)1)
+#define ASYNC_SLOT_TAG  ((uintptr_t)15)
+
+static inline struct future *async__slot_record(uintptr_t word)
+{
+    return (struct future *)(word & ~ASYNC_SLOT_TAG);
+}
+
+/* The outside slot's record, whatever its tag (the teardown's). */
 static inline struct future *async__slot_take(struct async_pool *pool)
 {
     if (!atomic_load_explicit(&pool->ext_next, memory_order_relaxed))
         return NULL;   /* a plain read first: leave the line shared */
-    return atomic_exchange_explicit(&pool->ext_next, NULL, memory_order_seq_cst);
+    return async__slot_record(atomic_exchange_explicit(&pool->ext_next, 0,
+                                                       memory_order_seq_cst));
 }
 
 /* The outside fiber slots: one for a new pool (NULL: no memory), and back
  * to the free list once the pool's workers have left (it must be empty). */
 struct async_xslot *async__xslot_get(void);
 void  async__xslot_put(struct async_xslot *x);
-
-static inline void *async__inject_pop(struct async_pool *pool)
-{
-    void *it = async__slot_take(pool);
-    return it ? it : async__mpsc_pop(&pool->inj);
-}
 
 /* For pool.c's teardown (no worker left): the next queued record. */
 struct future *async__inject_pop_all_leftover(struct async_pool *pool);

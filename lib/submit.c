@@ -58,12 +58,14 @@ static bool slot_put(struct async_tls *t, struct async_pool *pool, struct future
 {
     if (t->slot_credit == 0 && (++t->slot_probe & (SLOT_PROBE - 1)) != 1)
         return false;
+    uintptr_t word = (uintptr_t)f | (t->slot_credit ? ASYNC_SLOT_HOLD : 0) |
+                     ((uintptr_t)++t->slot_puts << 1 & ASYNC_SLOT_TAG);
     if (t->slot_credit)
         t->slot_credit--;
-    struct future *none = NULL;
+    uintptr_t none = 0;
     return !atomic_load_explicit(&pool->ext_next, memory_order_relaxed) &&
            async__mpsc_empty(&pool->inj) &&
-           atomic_compare_exchange_strong_explicit(&pool->ext_next, &none, f,
+           atomic_compare_exchange_strong_explicit(&pool->ext_next, &none, word,
                    memory_order_seq_cst, memory_order_relaxed);
 }
 
@@ -136,11 +138,16 @@ bool async__pool_pop_local(struct future *f)
     return async__deque_pop(&w->dq) == f;
 }
 
+void async__test_slot_credit(unsigned n)
+{
+    async__tls_get()->slot_credit = (uint16_t)(n < SLOT_CREDIT ? n : SLOT_CREDIT);
+}
+
 bool async__pool_unslot(struct async_pool *pool, struct future *f)
 {
-    struct future *e = f;
-    if (atomic_load_explicit(&pool->ext_next, memory_order_relaxed) != f ||
-        !atomic_compare_exchange_strong_explicit(&pool->ext_next, &e, NULL,
+    uintptr_t v = atomic_load_explicit(&pool->ext_next, memory_order_relaxed);
+    if (async__slot_record(v) != f ||
+        !atomic_compare_exchange_strong_explicit(&pool->ext_next, &v, 0,
                 memory_order_seq_cst, memory_order_relaxed))
         return false;
     async__tls_get()->slot_credit = SLOT_CREDIT;

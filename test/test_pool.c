@@ -584,13 +584,18 @@ static void *log_order(void *arg)
     return NULL;
 }
 
-static void outside_order(bool goroutine)
+/* With `credit`, the first of the N goes to the slot held for this thread
+ * (lib/runq.c, "Hold"): the queue's tasks, submitted after it, must wait
+ * for it. */
+static void outside_order(bool goroutine, bool credit)
 {
     enum { N = 40 };
     async_pool_t *pool = goroutine ? pool_of(1, 1, NULL) : thread_pool_of(1, 1, NULL);
     struct hold h = { { 0 }, { 0 } };
     future_t *held = async_run_on(pool, hold_task, &h);
     cr_assert(tu_gate_wait(&h.running));
+    if (credit)
+        async__test_slot_credit(8);   /* as after a take-back */
     struct order_log log = { 0, { 0 } };
     struct order_step steps[N];
     future_t *fs[N];
@@ -612,12 +617,38 @@ static void outside_order(bool goroutine)
 
 Test(pool, outside_submissions_start_in_order_goroutine_mode)
 {
-    outside_order(true);
+    outside_order(true, false);
+    outside_order(true, true);
 }
 
 Test(pool, outside_submissions_start_in_order_thread_mode)
 {
-    outside_order(false);
+    outside_order(false, false);
+    outside_order(false, true);
+}
+
+/* A task held in the slot for its submitter, who then waits for it outside
+ * the library (spinning on a counter), still runs: a worker takes it once
+ * the hold has lasted. */
+static void held_task_runs(bool goroutine)
+{
+    async_pool_t *pool = goroutine ? pool_of(1, 1, NULL) : thread_pool_of(1, 1, NULL);
+    for (int i = 0; i < 20; i++) {
+        async__test_slot_credit(8);   /* as after a take-back */
+        atomic_uint ran = 0;
+        future_t *f = async_run_on(pool, tu_task_count, &ran);
+        cr_assert_not_null(f);
+        cr_assert(tu_wait_count(&ran, 1), "round %d: the held task never ran", i);
+        cr_assert_eq(tu_get(f, NULL), 0);
+        future_free(f);
+    }
+    destroy(pool);
+}
+
+Test(pool, a_task_held_for_its_submitter_runs_when_it_does_not_come_back)
+{
+    held_task_runs(true);
+    held_task_runs(false);
 }
 
 /* Several outside threads submitting and waiting at once, cancelling and
