@@ -118,9 +118,12 @@ static void run_tasks(async_pool_t *pool, unsigned threads, unsigned n)
         future_free(fs[i]);
     }
     check(ok == n, "%u of %u tasks on a %u-thread pool", ok, n, threads);
-    async_pool_stats_t st;
-    check(async_pool_stats(pool, &st) == 0 && st.threads == threads && st.peak_threads == threads,
-          "stats: threads %u, peak %u, want %u", st.threads, st.peak_threads, threads);
+    /* Read first: a call's arguments are evaluated in no set order, so the
+     * message's must not depend on the condition's call. */
+    async_pool_stats_t st = { 0 };
+    int rc = async_pool_stats(pool, &st);
+    check(rc == 0 && st.threads == threads && st.peak_threads == threads,
+          "stats (%d): threads %u, peak %u, want %u", rc, st.threads, st.peak_threads, threads);
 }
 
 /* ---------------------------------------------------------- scenarios */
