@@ -387,12 +387,12 @@ struct async_tls {
     uint16_t             slot_credit; /* outside submissions that may still
                                          try a pool's outside slot (submit.c) */
     uint16_t             slot_probe;  /* outside submissions since the last try */
-    uint16_t             slot_puts;   /* its puts, for the slot's tags */
     uintptr_t            gave;        /* the word (fiber | tag) this thread
                                          (not a worker) last put in an
                                          outside fiber slot, and that slot */
     struct async_xslot  *gave_slot;   /*   (switch.c); 0: none */
-    unsigned             xtag;        /* its puts, for the tags */
+    unsigned             puts;        /* its puts into outside slots (either
+                                         kind), counted for their tags */
     /* The list of threads whose own fiber has run a task (tls.c), for the
      * dump: guarded by the list's lock; `listed` is the thread's own. */
     struct async_tls    *list_next, *list_prev;

@@ -136,6 +136,19 @@ static void *steal_from(struct async_worker *w, int64_t now)
     return NULL;
 }
 
+/* An outside slot (word v, nonzero) that this worker watches through *peek
+ * and *at: true once it has seen the same word there for RUNNEXT_GRACE. */
+static bool seen_long_enough(uintptr_t v, uintptr_t *peek, int64_t *at)
+{
+    int64_t now = async_now();
+    if (*peek != v) {
+        *peek = v;
+        *at = now;
+        return false;
+    }
+    return now - *at >= RUNNEXT_GRACE;
+}
+
 /* The outside fiber slot's fiber, once this worker has seen the same one
  * there (the same put) for RUNNEXT_GRACE: its waker may be about to take
  * it back (runq.c, "Fibers woken from outside"). */
@@ -143,15 +156,7 @@ static struct async_fiber *xslot_take(struct async_worker *w)
 {
     struct async_xslot *x = w->pool->xslot;
     uintptr_t v = atomic_load_explicit(&x->word, memory_order_relaxed);
-    if (!v)
-        return NULL;
-    int64_t now = async_now();
-    if (w->xpeek != v) {
-        w->xpeek = v;
-        w->xpeek_at = now;
-        return NULL;
-    }
-    if (now - w->xpeek_at < RUNNEXT_GRACE ||
+    if (!v || !seen_long_enough(v, &w->xpeek, &w->xpeek_at) ||
         !atomic_compare_exchange_strong_explicit(&x->word, &v, 0,
                 memory_order_seq_cst, memory_order_relaxed))
         return NULL;
@@ -169,28 +174,18 @@ static struct async_fiber *xslot_take(struct async_worker *w)
 static struct future *new_take(struct async_worker *w, bool look)
 {
     struct async_pool *pool = w->pool;
-    struct async_mpsc *q = &pool->inj;
-    bool queued = atomic_load_explicit(&q->tail, memory_order_acquire) != q->stub ||
-                  atomic_load_explicit(&q->stub->next, memory_order_acquire) != NULL;
+    bool queued = !async__mpsc_drained(&pool->inj);
     if (!look && !queued)
         return NULL;
     uintptr_t v = atomic_load_explicit(&pool->ext_next, memory_order_relaxed);
     if (v) {
-        if (v & ASYNC_SLOT_HOLD) {
-            int64_t now = async_now();
-            if (w->speek != v) {
-                w->speek = v;
-                w->speek_at = now;
-                return NULL;
-            }
-            if (now - w->speek_at < RUNNEXT_GRACE)
-                return NULL;
-        }
+        if ((v & ASYNC_SLOT_HOLD) && !seen_long_enough(v, &w->speek, &w->speek_at))
+            return NULL;
         v = atomic_exchange_explicit(&pool->ext_next, 0, memory_order_seq_cst);
         if (v)
             return async__slot_record(v);
     }
-    return queued ? async__mpsc_pop(q) : NULL;
+    return queued ? async__mpsc_pop_slow(&pool->inj) : NULL;
 }
 
 /* From the injection queues: runnable fibers first (their tasks have
@@ -391,11 +386,8 @@ static void *worker_main(void *arg)
     struct async_fiber *f = pool->stacks ? async__cache_get(w) : NULL;
     if (f) {
         w->thread_fiber = &t->self;
-        t->fiber = f;
-        void *tr = async__fiber_switch(&t->self, f, NULL, false);
+        async__thread_run(f);
         t = async__tls_get();
-        t->fiber = NULL;
-        async__land(tr);
         async__cache_flush(w);
     } else {
         loop();   /* thread mode (or no stack to start with: the same) */

@@ -221,18 +221,22 @@ static inline bool async__mpsc_empty(struct async_mpsc *q)
 void *async__mpsc_pop_slow(struct async_mpsc *q);
 
 /* The oldest node, or NULL when empty or when a producer is mid-push.
- * Before the consumers' lock, the check that pop_locked would make first:
- * the stub is at the tail with nothing behind it. Unlike
+ * Before the consumers' lock, the check that pop_locked would make first
+ * (async__mpsc_drained): the stub (the queue's dummy node) is at the tail
+ * with nothing behind it. Unlike
  * async__mpsc_empty it does not read head, the producers' line: searching
  * workers poll an empty queue, and each read of head would cost the next
  * submission a cache miss (W1: 0.92 of the time with this check). */
-static inline void *async__mpsc_pop(struct async_mpsc *q)
+static inline bool async__mpsc_drained(struct async_mpsc *q)
 {
     struct async_qnode *stub = q->stub;
-    if (atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
-        atomic_load_explicit(&stub->next, memory_order_acquire) == NULL)
-        return NULL;
-    return async__mpsc_pop_slow(q);
+    return atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
+           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
+}
+
+static inline void *async__mpsc_pop(struct async_mpsc *q)
+{
+    return async__mpsc_drained(q) ? NULL : async__mpsc_pop_slow(q);
 }
 
 int   async__mpsc_init(struct async_mpsc *q);
@@ -340,6 +344,9 @@ void    async__fiber_ready(struct async_fiber *f);
 void    async__land(void *transfer);
 /* From the loop: run the parked task on f; this stack is left for good. */
 _Noreturn void async__fiber_resume(struct async_worker *w, struct async_fiber *f);
+/* From the thread's own stack: run fiber f (state RUNNING) until a switch
+ * comes back here, and land that switch (a worker's start, a host's run). */
+void    async__thread_run(struct async_fiber *f);
 /* Leave this loop fiber for good, for `to` (a worker's own stack, or a
  * host's), which gives its stack back. */
 _Noreturn void async__fiber_leave(struct async_fiber *to);

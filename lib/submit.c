@@ -59,7 +59,7 @@ static bool slot_put(struct async_tls *t, struct async_pool *pool, struct future
     if (t->slot_credit == 0 && (++t->slot_probe & (SLOT_PROBE - 1)) != 1)
         return false;
     uintptr_t word = (uintptr_t)f | (t->slot_credit ? ASYNC_SLOT_HOLD : 0) |
-                     ((uintptr_t)++t->slot_puts << 1 & ASYNC_SLOT_TAG);
+                     ((uintptr_t)++t->puts << 1 & ASYNC_SLOT_TAG);
     if (t->slot_credit)
         t->slot_credit--;
     uintptr_t none = 0;

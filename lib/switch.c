@@ -120,6 +120,13 @@ void async__cache_flush(struct async_worker *w)
 
 /* ------------------------------------------------- runnable fibers */
 
+/* A thread that is neither a worker nor running a task or a fiber (main):
+ * the only kind that puts fibers in an outside fiber slot and runs them. */
+static bool plain_thread(struct async_tls *t)
+{
+    return !t->worker && !t->fiber && !async__current_task();
+}
+
 /* Put a runnable fiber where its pool will run it: the calling worker's
  * run-next slot when it is one of the pool's workers (the old occupant
  * moves to its deque); from a plain thread, the pool's outside fiber slot,
@@ -145,8 +152,8 @@ static void fiber_push(struct async_fiber *f, bool runnext)
      * waits for ext_touching to drop) until the signal has been given. */
     atomic_fetch_add_explicit(&pool->ext_touching, 1, memory_order_seq_cst);
     struct async_xslot *x = pool->xslot;
-    if (runnext && x && !w && !t->fiber && !async__current_task()) {
-        uintptr_t word = (uintptr_t)f | (++t->xtag & ASYNC_XTAG);
+    if (runnext && x && plain_thread(t)) {
+        uintptr_t word = (uintptr_t)f | (++t->puts & ASYNC_XTAG);
         uintptr_t old = atomic_exchange_explicit(&x->word, word, memory_order_seq_cst);
         t->gave = word;
         t->gave_slot = x;
@@ -273,8 +280,7 @@ bool async__host_run(void)
     uintptr_t v = t->gave;
     struct async_xslot *x = t->gave_slot;
     t->gave = 0;
-    if (!v || t->worker || t->fiber || async__current_task() ||
-        atomic_load_explicit(&x->word, memory_order_relaxed) != v ||
+    if (!v || !plain_thread(t) || atomic_load_explicit(&x->word, memory_order_relaxed) != v ||
         !atomic_compare_exchange_strong_explicit(&x->word, &v, 0,
                 memory_order_seq_cst, memory_order_relaxed))
         return false;
@@ -285,13 +291,19 @@ bool async__host_run(void)
     async__pool_inline_begin(pool);
     async__pool_count(pool, ASYNC_C_RESUMED);
     ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
+    async__thread_run(f);
+    async__pool_inline_end(pool);
+    return true;
+}
+
+void async__thread_run(struct async_fiber *f)
+{
+    struct async_tls *t = async__tls_get();
     t->fiber = f;
     void *tr = async__fiber_switch(&t->self, f, NULL, false);
     t = async__tls_get();
     t->fiber = NULL;
     async__land(tr);
-    async__pool_inline_end(pool);
-    return true;
 }
 
 /*
