@@ -29,13 +29,17 @@
  * async__stacks_trim, which hands all but TRIM_KEEP warm stacks back to the
  * kernel with MADV_DONTNEED, in address-sorted runs (one system call per run
  * of neighbours, not per stack), and moves them to the cold list, which is
- * used after the warm one. A pool that never idles still trims once a class
- * holds TRIM_HIGH free stacks. Returning pages is the kernel's per-page work
- * and its TLB shootdowns, a third of the time of a burst of 100,000 blocked
- * tasks when it was done at every 2 * TRIM_KEEP releases: now it runs after
- * the burst, and with no lock held (the stacks being returned are on no
- * list). Workers keep a few free fibers of their own (switch.c) so that a
- * park takes no lock here.
+ * used after the warm one. Returning pages is the kernel's per-page work
+ * and its TLB shootdowns: with no lock held (the stacks being returned are
+ * on no list), and never in the middle of a burst. A pool that never idles
+ * gives back by decay instead: once a class holds more than TRIM_CHECK free
+ * stacks, every 64th release looks at the clock, and once a TRIM_PERIOD has
+ * passed since the last look that did, the stacks that stayed on the warm
+ * list all that period (the `low` least of them, at the bottom of the LIFO)
+ * go back, all but TRIM_KEEP. A burst shorter than the period gives nothing
+ * back until it is over. (A high-water mark that trimmed at once, in the
+ * middle of the burst that released them, was a sixth of the feeding half
+ * of 100,000 blocked tasks.)
  *
  * The switch. async__ctx_swap saves the callee-saved registers and the
  * floating-point control words on the current stack and swaps stack
@@ -43,10 +47,10 @@
  * resumed tells ASan so (NULL fake-stack save); every switch tells TSan
  * which fiber runs next; valgrind learns each stack's bounds once.
  *
- * Locks: stack_lock (a leaf) guards the class list, every class's lists and
- * counters and every slab's carving cursor. Fiber records are owned by whoever
- * holds them (a worker's cache, the run queues, a running worker); their
- * `state` is the scheduler's (switch.c).
+ * Locks: stack_lock (a leaf) guards the class list, every class's lists,
+ * counters and decay state, and every slab's carving cursor. Fiber records
+ * are owned by whoever holds them (a worker's cache, the run queues, a
+ * running worker); their `state` is the scheduler's (switch.c).
  */
 #include "internal.h"
 
@@ -85,7 +89,8 @@ void  __tsan_destroy_fiber(void *fiber);
 #define SLAB_MAX      1024u           /* stacks per slab at most */
 #define GUARD_BUDGET  8192u           /* mprotect guards per process */
 #define TRIM_KEEP     256u            /* free stacks a class keeps resident */
-#define TRIM_HIGH     (64u * TRIM_KEEP) /* free stacks that trim at once */
+#define TRIM_CHECK    (2u * TRIM_KEEP)  /* free stacks past which releases look */
+#define TRIM_PERIOD   ASYNC_SECOND      /* free this long in a busy pool: back */
 #define CANARY        0x5a17c0de5a17c0deull
 
 struct slab {
@@ -107,6 +112,9 @@ struct async_stack_class {
     struct async_fiber       *cold;     /* released, pages returned */
     _Atomic size_t            nwarm;    /* written under stack_lock; read
                                            without it by async__stacks_trim */
+    size_t                    low;      /* least nwarm since decay_at */
+    int64_t                   decay_at; /* when the decay last looked */
+    unsigned                  releases; /* counts to every 64th */
     struct async_stack_class *next;
 };
 
@@ -115,6 +123,7 @@ static struct async_stack_class *classes;         /* guarded by stack_lock */
 static size_t                    nallocated;      /* stacks carved, all classes */
 static unsigned                  nguards;         /* mprotect guards made */
 static int                       guard_install = 1;   /* -1: not supported */
+static _Atomic int64_t           trim_period = TRIM_PERIOD;   /* a test sets it */
 
 static size_t page_size(void)
 {
@@ -394,7 +403,10 @@ struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn f
     struct async_fiber *f = c->warm;
     if (f) {
         c->warm = atomic_load_explicit(&f->next, memory_order_relaxed);
-        atomic_store_explicit(&c->nwarm, c->nwarm - 1, memory_order_relaxed);
+        size_t left = c->nwarm - 1;
+        atomic_store_explicit(&c->nwarm, left, memory_order_relaxed);
+        if (left < c->low)
+            c->low = left;
     } else if ((f = c->cold) != NULL) {
         c->cold = atomic_load_explicit(&f->next, memory_order_relaxed);
     } else {
@@ -413,20 +425,23 @@ static int by_address(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Take all but TRIM_KEEP warm stacks of c off its warm list (stack_lock
- * held): the caller returns their pages and then makes them cold. NULL
- * when there are no more than TRIM_KEEP. */
-static struct async_fiber *trim_take(struct async_stack_class *c, size_t *n)
+/* Take all but the first `keep` warm stacks of c off its warm list
+ * (stack_lock held): the caller returns their pages and then makes them
+ * cold. NULL when there are no more than `keep`. The decay restarts: what
+ * stays has been free no longer than now. */
+static struct async_fiber *trim_take(struct async_stack_class *c, size_t keep, size_t *n)
 {
-    struct async_fiber *keep = c->warm;
-    for (size_t i = 1; i < TRIM_KEEP && keep; i++)
-        keep = atomic_load_explicit(&keep->next, memory_order_relaxed);
-    if (!keep)
-        return NULL;
-    struct async_fiber *f = atomic_load_explicit(&keep->next, memory_order_relaxed);
-    atomic_store_explicit(&keep->next, NULL, memory_order_relaxed);
-    *n = c->nwarm - TRIM_KEEP;
-    atomic_store_explicit(&c->nwarm, TRIM_KEEP, memory_order_relaxed);
+    struct async_fiber *f = NULL;
+    if (c->nwarm > keep && keep > 0) {
+        struct async_fiber *last = c->warm;
+        for (size_t i = 1; i < keep; i++)
+            last = atomic_load_explicit(&last->next, memory_order_relaxed);
+        f = atomic_load_explicit(&last->next, memory_order_relaxed);
+        atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+        *n = c->nwarm - keep;
+        atomic_store_explicit(&c->nwarm, keep, memory_order_relaxed);
+    }
+    c->low = c->nwarm;
     return f;
 }
 
@@ -470,21 +485,39 @@ static void trim_return(struct async_stack_class *c, struct async_fiber *f, size
     ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
 }
 
+/* The decay, at a release (stack_lock held): once TRIM_PERIOD has passed
+ * since it last looked, the stacks that stayed free all that time (the
+ * `low` at the bottom of the LIFO) go back, all but TRIM_KEEP. */
+static struct async_fiber *decay(struct async_stack_class *c, size_t *n)
+{
+    if (c->nwarm <= TRIM_CHECK || ++c->releases % 64 != 0)
+        return NULL;
+    int64_t now = async_now();
+    if (now - c->decay_at < atomic_load_explicit(&trim_period, memory_order_relaxed))
+        return NULL;
+    c->decay_at = now;
+    size_t idle = c->low > TRIM_KEEP ? c->low - TRIM_KEEP : 0;
+    return trim_take(c, c->nwarm - idle, n);
+}
+
 void async__fiber_release(struct async_fiber *f)
 {
     struct async_stack_class *c = f->cls;
     atomic_store_explicit(&f->state, ASYNC_F_FREE, memory_order_release);
-    struct async_fiber *trimmed = NULL;
     size_t n = 0;
     ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
     atomic_store_explicit(&f->next, c->warm, memory_order_relaxed);
     c->warm = f;
     atomic_store_explicit(&c->nwarm, c->nwarm + 1, memory_order_relaxed);
-    if (c->nwarm >= TRIM_HIGH)
-        trimmed = trim_take(c, &n);
+    struct async_fiber *trimmed = decay(c, &n);
     ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
     if (trimmed)
         trim_return(c, trimmed, n);
+}
+
+void async__test_trim_period(int64_t ns)
+{
+    atomic_store_explicit(&trim_period, ns, memory_order_relaxed);
 }
 
 bool async__stacks_trimmable(const struct async_stack_class *c)
@@ -498,7 +531,7 @@ void async__stacks_trim(struct async_stack_class *c)
         return;   /* the common case: no lock */
     size_t n = 0;
     ASYNC_CHECK(pthread_mutex_lock(&stack_lock));
-    struct async_fiber *trimmed = c->nwarm > TRIM_KEEP ? trim_take(c, &n) : NULL;
+    struct async_fiber *trimmed = trim_take(c, TRIM_KEEP, &n);
     ASYNC_CHECK(pthread_mutex_unlock(&stack_lock));
     if (trimmed)
         trim_return(c, trimmed, n);

@@ -633,6 +633,8 @@ bool async__stacks_trimmable(const struct async_stack_class *c);
 void async__stacks_trim(struct async_stack_class *c);
 /* Stacks allocated (in use or cached) across every class. */
 size_t async__stacks_allocated(void);
+/* Tests: the decay's period (fiber.c, "Recycling"). */
+void async__test_trim_period(int64_t ns);
 /* Switch from the running fiber `from` to `to` (which must not be running),
  * telling the sanitizers; `leaving` when `from` will never be resumed (it is
  * released by whoever lands). Returns the transfer of the switch that
