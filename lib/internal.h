@@ -619,10 +619,12 @@ void *async__ctx_switch(struct async_ctx *from, struct async_ctx *to, void *tran
 /* A class of stacks of one size (one per distinct size in use). */
 struct async_stack_class *async__stack_class(size_t size);   /* NULL: ENOMEM */
 size_t async__stack_class_size(const struct async_stack_class *c);
-/* A fresh stack fiber whose context starts in fn; NULL: no memory (or no
- * more address space). Its state is RUNNING. */
-struct async_fiber *async__fiber_new(struct async_stack_class *c, async_ctx_fn fn);
-/* Make an existing fiber (FREE, from a cache) start afresh in fn. */
+/* Up to `want` (at most ASYNC_FIBER_BATCH) free stack fibers of c into out,
+ * each with its top page resident; returns how many (0: no memory, or no
+ * more address space). They are FREE: async__fiber_reset starts one. */
+#define ASYNC_FIBER_BATCH 16u
+size_t async__fiber_take(struct async_stack_class *c, struct async_fiber **out, size_t want);
+/* Make a free fiber start afresh in fn. */
 void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn);
 /* Give a fiber back (state FREE); its pages may be returned to the kernel. */
 void async__fiber_release(struct async_fiber *f);
@@ -633,6 +635,9 @@ bool async__stacks_trimmable(const struct async_stack_class *c);
 void async__stacks_trim(struct async_stack_class *c);
 /* Stacks allocated (in use or cached) across every class. */
 size_t async__stacks_allocated(void);
+/* Whether async__fiber_take makes pages resident (false once the kernel
+ * refused, and under valgrind). */
+bool async__stacks_populating(void);
 /* Tests: the decay's period (fiber.c, "Recycling"). */
 void async__test_trim_period(int64_t ns);
 /* Switch from the running fiber `from` to `to` (which must not be running),

@@ -63,7 +63,7 @@
 #endif
 
 #define RUNNEXT_MAX      32u
-#define FIBER_CACHE      16u
+#define FIBER_CACHE      ASYNC_FIBER_BATCH
 #define wcount async__worker_count
 
 enum { T_RELEASE = 1, T_PARK = 2, T_YIELD = 3 };
@@ -80,13 +80,22 @@ struct async_fiber *async__cache_get(struct async_worker *w)
     if (f) {
         w->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
         w->ncache--;
-        async__fiber_reset(f, entry);
     } else {
-        f = async__fiber_new(w->pool->stacks, entry);
-        if (!f)
+        /* Refill the cache at once: one lock, and one system call for the
+         * pages of those not resident (fiber.c) */
+        struct async_fiber *got[FIBER_CACHE];
+        size_t n = async__fiber_take(w->pool->stacks, got, FIBER_CACHE);
+        if (n == 0)
             return NULL;
-        atomic_fetch_add_explicit(&w->pool->nstacks, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&w->pool->nstacks, n, memory_order_relaxed);
+        f = got[0];
+        for (size_t i = n; i-- > 1;) {
+            atomic_store_explicit(&got[i]->next, w->cache, memory_order_relaxed);
+            w->cache = got[i];
+            w->ncache++;
+        }
     }
+    async__fiber_reset(f, entry);
     f->pool = w->pool;
     return f;
 }

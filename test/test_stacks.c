@@ -1,7 +1,9 @@
 /*
  * test/test_stacks.c — the memory of goroutine mode's stacks (lib/fiber.c):
- * a pool that never idles keeps a burst's stacks through the burst and
- * gives back, a period later, the ones that stayed free all that time.
+ * stacks a worker takes come with their first page resident, fresh or
+ * given back before, in this process and in a forked child; a pool that
+ * never idles keeps a burst's stacks through the burst and gives back, a
+ * period later, the ones that stayed free all that time.
  *
  * Residency is read with mincore(2), page by page: what the kernel has,
  * not a counter of the library's.
@@ -33,6 +35,105 @@ static bool resident(uintptr_t a)
     uintptr_t p = a & ~(uintptr_t)(page() - 1);
     cr_assert_eq(mincore((void *)p, 1, &v), 0, "mincore: %s", strerror(errno));
     return v & 1;
+}
+
+/* The top page of fiber f's stack: the first one a task touches. */
+static uintptr_t top_page(const struct async_fiber *f)
+{
+    return (uintptr_t)(f->lo + f->size - page());
+}
+
+/* Takes n stacks of c in batches, as a worker refilling its cache does;
+ * returns how many of their top pages are resident. */
+static size_t take(struct async_stack_class *c, struct async_fiber **fs, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t want = n - i < ASYNC_FIBER_BATCH ? n - i : ASYNC_FIBER_BATCH;
+        size_t got = async__fiber_take(c, fs + i, want);
+        cr_assert_eq(got, want, "took %zu of %zu stacks", got, want);
+        i += got;
+    }
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++)
+        r += resident(top_page(fs[i]));
+    return r;
+}
+
+/* ------------------------------------------------------------ resident */
+
+/* Fresh stacks come resident (one system call for the batch), where the
+ * kernel takes it; where it does not, the library knows, and their pages
+ * are untouched until used. */
+Test(stacks, a_batch_of_fresh_stacks_comes_resident)
+{
+    struct async_stack_class *c = async__stack_class(20 * KIB);
+    cr_assert_not_null(c);
+    struct async_fiber *fs[ASYNC_FIBER_BATCH];
+    size_t r = take(c, fs, ASYNC_FIBER_BATCH);
+    bool populating = async__stacks_populating();
+    cr_assert_eq(r, populating ? ASYNC_FIBER_BATCH : 0,
+                 "%zu of %u fresh stacks resident (populating: %d)", r,
+                 ASYNC_FIBER_BATCH, populating);
+    for (size_t i = 0; i < ASYNC_FIBER_BATCH; i++)
+        async__fiber_release(fs[i]);
+}
+
+/* Stacks given back to the kernel (cold) are resident again when taken. */
+#define COLD_ROUND 400u
+
+Test(stacks, stacks_given_back_come_resident_again)
+{
+    struct async_stack_class *c = async__stack_class(28 * KIB);
+    cr_assert_not_null(c);
+    static struct async_fiber *fs[COLD_ROUND];
+    take(c, fs, COLD_ROUND);
+    for (size_t i = 0; i < COLD_ROUND; i++) {
+        *(volatile char *)top_page(fs[i]) = 1;   /* resident, whatever the kernel */
+        async__fiber_release(fs[i]);
+    }
+    /* all but a few hundred go back to the kernel */
+    async__stacks_trim(c);
+    size_t left = 0;
+    for (size_t i = 0; i < COLD_ROUND; i++)
+        left += resident(top_page(fs[i]));
+    cr_assert_lt(left, COLD_ROUND, "the trim gave no page back (%zu resident)", left);
+    size_t r = take(c, fs, COLD_ROUND);
+    if (async__stacks_populating())
+        cr_assert_eq(r, COLD_ROUND, "%zu of %u stacks resident", r, COLD_ROUND);
+    else
+        cr_assert_eq(r, left, "%zu resident, %zu before", r, left);
+    for (size_t i = 0; i < COLD_ROUND; i++)
+        async__fiber_release(fs[i]);
+}
+
+/* A forked child's stacks come resident in the child: the call names the
+ * calling process, not one it was forked from. The parent takes a batch
+ * first, so that any state kept from that call is there to go wrong. */
+Test(stacks, a_forked_child_makes_its_own_stacks_resident)
+{
+    struct async_stack_class *c = async__stack_class(36 * KIB);
+    cr_assert_not_null(c);
+    struct async_fiber *fs[ASYNC_FIBER_BATCH];
+    take(c, fs, ASYNC_FIBER_BATCH);
+    bool populating = async__stacks_populating();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        struct async_fiber *mine[ASYNC_FIBER_BATCH];
+        size_t got = async__fiber_take(c, mine, ASYNC_FIBER_BATCH), r = 0;
+        for (size_t i = 0; i < got; i++) {
+            unsigned char v = 0;
+            if (mincore((void *)top_page(mine[i]), 1, &v) == 0)
+                r += v & 1;
+        }
+        _exit(got == ASYNC_FIBER_BATCH && r == (populating ? got : 0) ? 0 : 1);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "the child's batch was not as resident as the parent's (status %d)", status);
+    for (size_t i = 0; i < ASYNC_FIBER_BATCH; i++)
+        async__fiber_release(fs[i]);
 }
 
 /* ----------------------------------------------------- the busy pool */

@@ -18,9 +18,9 @@
  * worker has found nothing to do for 10 ms, or the pool is destroyed,
  * keeping a few hundred stacks warm (a pool that never idles gives back,
  * all but those, the stacks that stayed free a whole second; it keeps what
- * a burst frees until the burst is over). An overflow hits a guard page or a canary
- * checked at every switch, and aborts with a message; it never corrupts
- * silently.
+ * a burst frees until the burst is over). An overflow hits a guard page or
+ * a canary checked at every switch, and aborts with a message; it never
+ * corrupts silently.
  * Timers of parked tasks live in a heap on the pool, not in threads.
  *
  *   Migration hazard: a blocking call may return on another thread. The
