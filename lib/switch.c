@@ -257,6 +257,7 @@ static void *switch_to(struct async_fiber *self, struct async_fiber *to, uintptr
 /* From the loop: run the parked task on f; this stack is left for good. */
 _Noreturn void async__fiber_resume(struct async_worker *w, struct async_fiber *f)
 {
+    async__fiber_prefetch(f);
     ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
     wcount(w, ASYNC_C_RESUMED);
     switch_to(async__fiber_self(), f, T_RELEASE, true);
