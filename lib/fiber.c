@@ -278,15 +278,39 @@ static bool guard(struct slab *s, char *page, size_t ps)
     return false;
 }
 
-/* Every region's guard page of s in one system call: process_madvise on
- * this process, which takes a vector of ranges (Linux 6.13+ for guard
- * regions on oneself). A separate madvise per region was a seventh of the
- * time of 100,000 tasks parking at once, and it ran under stack_lock. False
- * where the kernel says no (carve() then guards region by region), and
- * under valgrind, which does not know the call. Under stack_lock. */
+#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+#define ASYNC_MADVISE_VECTOR 1
+/* madvise over a vector of this process's ranges in one system call:
+ * process_madvise naming the calling thread with the PIDFD_SELF_THREAD
+ * sentinel (Linux 6.15), else a descriptor opened for the call (a kept one
+ * would name the parent after a fork). Any advice on oneself from Linux
+ * 6.13. Returns the bytes advised, or -1 with errno. Not under valgrind,
+ * which does not know the call: the callers check. */
+static long madvise_vector(const struct iovec *iov, size_t n, int advice)
+{
+    long done = syscall(SYS_process_madvise, (long)PIDFD_SELF_THREAD, iov, (long)n,
+                        (long)advice, 0L);
+    if (done < 0 && errno == EBADF) {   /* no sentinel: Linux 6.13, 6.14 */
+        int fd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
+        if (fd >= 0) {
+            done = syscall(SYS_process_madvise, (long)fd, iov, (long)n, (long)advice, 0L);
+            int e = errno;
+            close(fd);
+            errno = e;
+        }
+    }
+    return done;
+}
+#endif
+
+/* Every region's guard page of s in one system call (madvise_vector). A
+ * separate madvise per region was a seventh of the time of 100,000 tasks
+ * parking at once, and it ran under stack_lock. False where the kernel
+ * says no (carve() then guards region by region), and under valgrind.
+ * Under stack_lock. */
 static bool guard_slab(struct slab *s, size_t stride, size_t ps)
 {
-#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+#ifdef ASYNC_MADVISE_VECTOR
     static bool batch_refused;
     _Static_assert(SLAB_MAX <= 1024, "one process_madvise vector (UIO_MAXIOV) per slab");
     if (guard_install <= 0 || batch_refused)
@@ -300,19 +324,11 @@ static bool guard_slab(struct slab *s, size_t stride, size_t ps)
         return false;
     for (unsigned i = 0; i < s->n; i++)
         iov[i] = (struct iovec){ s->base + (size_t)i * stride, ps };
-    /* A descriptor per slab, not one kept: after a fork a kept one would
-     * name the parent. */
-    long done = -1;
-    int fd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
-    if (fd >= 0) {
-        done = syscall(SYS_process_madvise, (long)fd, iov, (long)s->n,
-                       (long)MADV_GUARD_INSTALL, 0L);
-        if (done < 0)
-            batch_refused = true;   /* not this kernel's: region by region */
-        close(fd);
-    } else {
-        batch_refused = true;
-    }
+    int saved = errno;
+    long done = madvise_vector(iov, s->n, MADV_GUARD_INSTALL);
+    if (done < 0)
+        batch_refused = true;   /* not this kernel's: region by region */
+    errno = saved;
     async__free(iov);
     return done == (long)((size_t)s->n * ps);
 #else
@@ -417,21 +433,18 @@ void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn)
     ASYNC_FIBER_SET(f, ASYNC_F_RUNNING, memory_order_relaxed);
 }
 
-/* Make the top page of each of the n stacks resident: one system call for
- * the batch where the kernel takes MADV_POPULATE_WRITE on a vector of this
- * process's ranges (process_madvise; the PIDFD_SELF_THREAD sentinel from
- * Linux 6.15, else a descriptor opened for the call: a kept one would name
- * the parent after a fork). Best effort: a page left out faults in at its
- * first use, as it would have anyway. No lock held; errno is kept (this
- * runs inside a task's blocking call). */
+/* Make the top page of each of the n stacks resident, in one system call
+ * (madvise_vector). Best effort: a page left out faults in at its first
+ * use, as it would have anyway. No lock held; errno is kept (this runs
+ * inside a task's blocking call). */
 static void populate(struct async_fiber *const *fs, size_t n)
 {
-#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+#ifdef ASYNC_MADVISE_VECTOR
     if (n == 0 || atomic_load_explicit(&populate_refused, memory_order_relaxed))
         return;
 #ifdef ASYNC_VALGRIND
     if (RUNNING_ON_VALGRIND)
-        return;   /* valgrind does not know the call */
+        return;
 #endif
     struct iovec iov[ASYNC_FIBER_BATCH];
     size_t ps = page_size();
@@ -439,18 +452,9 @@ static void populate(struct async_fiber *const *fs, size_t n)
     for (size_t i = 0; i < n; i++)
         iov[i] = (struct iovec){ fs[i]->lo + fs[i]->size - ps, ps };
     int saved = errno;
-    long done = syscall(SYS_process_madvise, (long)PIDFD_SELF_THREAD, iov, (long)n,
-                        (long)MADV_POPULATE_WRITE, 0L);
-    if (done < 0 && errno == EBADF) {   /* no sentinel: Linux 6.13, 6.14 */
-        int fd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0L);
-        if (fd >= 0) {
-            done = syscall(SYS_process_madvise, (long)fd, iov, (long)n,
-                           (long)MADV_POPULATE_WRITE, 0L);
-            close(fd);
-        }
-    }
     /* ENOMEM, EINTR, EAGAIN: this time only; anything else: not this kernel's */
-    if (done < 0 && errno != ENOMEM && errno != EINTR && errno != EAGAIN)
+    if (madvise_vector(iov, n, MADV_POPULATE_WRITE) < 0 &&
+        errno != ENOMEM && errno != EINTR && errno != EAGAIN)
         atomic_store_explicit(&populate_refused, true, memory_order_relaxed);
     errno = saved;
 #else
@@ -465,7 +469,7 @@ bool async__stacks_populating(void)
     if (RUNNING_ON_VALGRIND)
         return false;
 #endif
-#if defined(SYS_process_madvise) && defined(SYS_pidfd_open)
+#ifdef ASYNC_MADVISE_VECTOR
     return !atomic_load_explicit(&populate_refused, memory_order_relaxed);
 #else
     return false;

@@ -12,7 +12,7 @@
  * thread: an outside submitter, a waker of a fiber) do one exchange on the
  * head and link the previous node; consumers (workers) serialise on the
  * queue's short lock and pop from the tail. A node is a task record or a
- * fiber (both begin with `next`); the queue keeps a stub node so that it is
+ * fiber (both begin with `next`); the queue keeps a dummy node so that it is
  * never empty of nodes.
  *
  * The outside slot. A thread that is not a worker of the pool (main, say)
@@ -98,7 +98,7 @@
  *     waiter runs only what API.md lets it run inline.
  *
  * Locks: each queue's lock (a leaf) guards its tail and the re-push of the
- * stub; pushes take no lock. The outside slot is one atomic pointer, so is
+ * dummy; pushes take no lock. The outside slot is one atomic pointer, so is
  * the outside fiber slot; xslot_lock (a leaf) guards the free list of
  * outside fiber slots.
  */
@@ -144,31 +144,31 @@ void async__xslot_put(struct async_xslot *x)
 
 int async__mpsc_init(struct async_mpsc *q)
 {
-    q->stub = async__calloc(1, sizeof(struct async_fiber) > sizeof(struct future)
+    q->dummy = async__calloc(1, sizeof(struct async_fiber) > sizeof(struct future)
                                ? sizeof(struct async_fiber) : sizeof(struct future));
-    if (!q->stub)
+    if (!q->dummy)
         return ENOMEM;
-    atomic_init(&q->stub->next, NULL);
-    atomic_init(&q->head, q->stub);
-    atomic_init(&q->tail, q->stub);
+    atomic_init(&q->dummy->next, NULL);
+    atomic_init(&q->head, q->dummy);
+    atomic_init(&q->tail, q->dummy);
     atomic_init(&q->lock.word, 0);
     return 0;
 }
 
 void async__mpsc_fini(struct async_mpsc *q)
 {
-    async__free(q->stub);
-    q->stub = NULL;
+    async__free(q->dummy);
+    q->dummy = NULL;
 }
 
 /* Under q->lock. NULL when empty or when a producer is mid-push. */
 static void *mpsc_pop_locked(struct async_mpsc *q)
 {
     ASYNC_ASSERT(async__lock_mine(&q->lock));
-    struct async_qnode *stub = q->stub;
+    struct async_qnode *dummy = q->dummy;
     struct async_qnode *tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     struct async_qnode *next = atomic_load_explicit(&tail->next, memory_order_acquire);
-    if (tail == stub) {
+    if (tail == dummy) {
         if (!next)
             return NULL;
         atomic_store_explicit(&q->tail, next, memory_order_relaxed);
@@ -181,7 +181,7 @@ static void *mpsc_pop_locked(struct async_mpsc *q)
     }
     if (tail != atomic_load_explicit(&q->head, memory_order_acquire))
         return NULL;   /* a producer has swapped head but not linked yet */
-    async__mpsc_push(q, stub);
+    async__mpsc_push(q, dummy);
     next = atomic_load_explicit(&tail->next, memory_order_acquire);
     if (next) {
         atomic_store_explicit(&q->tail, next, memory_order_relaxed);
@@ -274,7 +274,7 @@ void async__pool_each_queued(struct async_pool *pool,
     async__lock(&q->lock);
     struct async_qnode *node = atomic_load_explicit(&q->tail, memory_order_relaxed);
     while (node) {
-        if (node != q->stub)
+        if (node != q->dummy)
             fn((struct future *)(void *)node, ctx);
         node = atomic_load_explicit(&node->next, memory_order_acquire);
     }

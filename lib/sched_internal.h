@@ -49,7 +49,7 @@ struct async_mpsc {
     char                pad0[ASYNC_CACHELINE - sizeof(void *)];
     struct async_qnode *_Atomic tail;          /* written under lock */
     async_lock_t        lock;                  /* consumers serialise */
-    struct async_qnode *stub;                  /* the dummy node */
+    struct async_qnode *dummy;                 /* the queue's dummy node */
     char                pad1[ASYNC_CACHELINE - 2 * sizeof(void *) - sizeof(async_lock_t)];
 };
 
@@ -206,32 +206,32 @@ static inline void async__mpsc_push(struct async_mpsc *q, void *node)
     atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
-/* Empty: the stub is the only node and nobody is pushing. head == stub alone
- * is not enough: a consumer that re-pushes the stub behind the last node
- * leaves head == stub while that node (or one a producer swapped in just
- * before) is still to be popped; then tail is that node, not the stub. */
+/* Empty: the dummy is the only node and nobody is pushing. head == dummy
+ * is not enough: a consumer that re-pushes the dummy behind the last node
+ * leaves head == dummy while that node (or one a producer swapped in just
+ * before) is still to be popped; then tail is that node, not the dummy. */
 static inline bool async__mpsc_empty(struct async_mpsc *q)
 {
-    struct async_qnode *stub = q->stub;
-    return atomic_load_explicit(&q->head, memory_order_seq_cst) == stub &&
-           atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
-           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
+    struct async_qnode *dummy = q->dummy;
+    return atomic_load_explicit(&q->head, memory_order_seq_cst) == dummy &&
+           atomic_load_explicit(&q->tail, memory_order_acquire) == dummy &&
+           atomic_load_explicit(&dummy->next, memory_order_acquire) == NULL;
 }
 
 void *async__mpsc_pop_slow(struct async_mpsc *q);
 
 /* The oldest node, or NULL when empty or when a producer is mid-push.
  * Before the consumers' lock, the check that pop_locked would make first
- * (async__mpsc_drained): the stub (the queue's dummy node) is at the tail
+ * (async__mpsc_drained): the dummy node is at the tail
  * with nothing behind it. Unlike
  * async__mpsc_empty it does not read head, the producers' line: searching
  * workers poll an empty queue, and each read of head would cost the next
  * submission a cache miss (W1: 0.92 of the time with this check). */
 static inline bool async__mpsc_drained(struct async_mpsc *q)
 {
-    struct async_qnode *stub = q->stub;
-    return atomic_load_explicit(&q->tail, memory_order_acquire) == stub &&
-           atomic_load_explicit(&stub->next, memory_order_acquire) == NULL;
+    struct async_qnode *dummy = q->dummy;
+    return atomic_load_explicit(&q->tail, memory_order_acquire) == dummy &&
+           atomic_load_explicit(&dummy->next, memory_order_acquire) == NULL;
 }
 
 static inline void *async__mpsc_pop(struct async_mpsc *q)
