@@ -17,9 +17,11 @@
  *              of stacks, fiber records, sanitizer and valgrind annotations
  *   wait.c     the waiter and async__wake: one call that unparks a thread
  *              or makes a parked fiber runnable; wake sets
- *   record.c   the task record's memory: allocation, the per-thread cache
- *              and depot, the last drop, held records of the dump's walks,
- *              failure messages, the thread-exit hook
+ *   recmem.c   the task record's memory: blocks a thread carves records
+ *              from, the per-thread cache and the depot; the thread-exit
+ *              hook that gives back what a thread holds
+ *   record.c   a new record, the last drop, held records of the dump's
+ *              walks, failure messages
  *   task.c     the task record's life: claim, run (frame, defers, panic),
  *              completion, the current task
  *   deque.c    the per-worker Chase–Lev deque
@@ -182,6 +184,9 @@ _Noreturn void async__misuse(const char *call, const char *what, const void *obj
 /* Keep a freed object poisoned for a while, then release(obj) it. */
 void async__quarantine(void *obj, void (*release)(void *obj));
 #endif
+/* Test hook: release every object the quarantine holds, on this thread
+ * (nothing outside the checked build). */
+void async__test_quarantine_flush(void);
 
 void *async__malloc(size_t n);              /* NULL on failure (errno ENOMEM) */
 void *async__calloc(size_t n, size_t size); /* overflow checked */
@@ -379,6 +384,9 @@ struct async_tls {
     struct async_parker *parker;  /* lazily allocated */
     struct future       *cache;   /* free records of standard size */
     unsigned             ncache;
+    struct async_rblock *block;   /* the block it carves records from, and */
+    unsigned             carved;  /*   its slots taken (recmem.c); NULL:
+                                     none, carve from a new one */
     uint64_t             rng;     /* xorshift state, lazily seeded */
     int64_t              spin_ns; /* adaptive spin budget (block.c); 0: unset */
     uint32_t             spin_ps; /* picoseconds per spin round, measured
@@ -897,7 +905,8 @@ struct future {
                                      state store, read after an acquire load */
     _Atomic uint8_t  cancel;      /* cancellation requested */
     uint8_t          kind;        /* ASYNC_KIND_*; immutable */
-    uint8_t          size_class;  /* 1: standard size (cacheable) */
+    uint8_t          size_class;  /* 0: its own malloc; else a slot of a
+                                     block: its index + 1 (recmem.c) */
     _Atomic uint8_t  flags;       /* ASYNC_RF_* bits, set with fetch_or */
     _Atomic uint32_t runner;      /* wake-target id of whoever runs it (its
                                      fiber, or its thread's parker): stored
@@ -926,6 +935,10 @@ struct future {
     /* async_submit's copy of the argument follows, at ASYNC_ARG_OFFSET (no
      * flexible array member: its alignment would pad every record to 80) */
 };
+/* Every record starts at a multiple of this: malloc's alignment, kept by
+ * recmem.c's blocks, leaves the low bits free for the outside slot's tag
+ * (sched_internal.h). */
+#define ASYNC_RECORD_ALIGN ((size_t)16)
 #define ASYNC_ARG_OFFSET \
     ((sizeof(struct future) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
 
@@ -1015,6 +1028,28 @@ static inline void async__future_mark_read(struct future *f)
         atomic_fetch_or_explicit(&f->flags, ASYNC_RF_READ, memory_order_relaxed);
 }
 
+/* ----------------------------------------------------------- recmem.c */
+
+/* Memory for a record with arg_size bytes of copied argument after it:
+ * from the thread's cache, the depot, or its block for the standard size
+ * (arg_size 0); its own malloc otherwise. Only size_class (and gen) set.
+ * NULL with errno ENOMEM. */
+struct future *async__record_alloc(size_t arg_size);
+/* A dead record's memory: to the thread's cache, or back where it came
+ * from. */
+void async__record_free(struct future *f);
+/* Make sure the thread-exit hook will give back this thread's records,
+ * defer stack and parker. */
+void async__tls_register(void);
+/* Test hooks: blocks alive now; slots per block; the block of f (NULL for
+ * its own malloc); give every record in the depot back. */
+size_t   async__test_record_blocks(void);
+unsigned async__test_records_per_block(void);
+void    *async__test_record_block(struct future *f);
+void     async__test_record_depot_drain(void);
+
+/* ----------------------------------------------------------- record.c */
+
 /* A new record for fn(arg), arg_size bytes copied when > 0, refs = 2 (the
  * handle and the queue). NULL with errno ENOMEM. */
 struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
@@ -1069,9 +1104,6 @@ int async__future_wait_uncancellable(struct future *f);
  * "out of memory" string when allocation fails (sets *oom). */
 char *async__format(const char *fmt, va_list ap, bool *oom);
 bool  async__msg_is_static(const char *msg);
-/* Make sure the thread-exit hook will free this thread's caches and give
- * its parker back. */
-void async__tls_register(void);
 uint64_t async__rand(void);
 
 /* ------------------------------------------------------------ deque.c */

@@ -1,19 +1,12 @@
 /*
- * lib/record.c — the task record's memory: allocation, the per-thread cache
- * and the depot, the last drop of a reference, and the thread-exit hook
- * that hands a thread's cache back.
+ * lib/record.c — the task record's life between its making and its memory:
+ * a new record's fields, the last drop of a reference, held records of the
+ * dump's walks, and failure messages. Where the memory comes from and goes
+ * back to is recmem.c's.
  *
  * Owns: async__task_new, async__promise_new, async__record_release, the
  * failure message's storage (async__format, async__msg_is_static), the
- * dump's record walks (held records), and the thread-exit hook.
- *
- * Recycling. A thread keeps up to CACHE_MAX free records of the standard
- * size (no closure copied in) and hands BATCH of them at a time to a
- * process-wide depot when its cache fills; a thread whose cache is empty
- * takes a batch from the depot before it calls malloc. So a submitter that
- * only allocates is fed by the workers that only free, one short lock per
- * BATCH records. A record in a thread's cache has refs == 0 and is touched
- * by no one else.
+ * dump's record walks (held records).
  *
  * Unread failures: the last drop of a FAILED record whose ASYNC_RF_READ bit
  * is clear logs one line (log_unread): through the pool's hook while the
@@ -21,7 +14,7 @@
  * else, and for promises, to stderr. Nothing of the record grows for it.
  *
  * The checked build poisons a record on its last drop and hands it to the
- * quarantine (checks.c), which releases it to record_free later.
+ * quarantine (checks.c), which releases it to async__record_free later.
  *
  * Held records. The dump lists queued tasks by reading records it finds in
  * the run queues, holding no reference (runq.c, async__pool_each_queued).
@@ -39,154 +32,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CACHE_MAX   256          /* records a thread keeps */
-#define BATCH       (CACHE_MAX / 2)
-#define DEPOT_MAX   64             /* batches the depot keeps */
-
-/* The depot: batches of free records moved between threads, so a thread
- * that only allocates (a submitter) is fed by threads that only free (the
- * workers that drop the queue's reference) without going through malloc.
- * A batch is a chain through `next`; batches chain through `awaiting`
- * (unused while free). One short lock per BATCH records. */
-static async_lock_t   depot_lock;
-static struct future *depot;       /* guarded by depot_lock */
-static unsigned       ndepot;      /* guarded by depot_lock */
-
 static async_lock_t     held_lock;
 static _Atomic unsigned walkers;   /* dump walks in progress; changed under held_lock */
 static struct future   *held;      /* chained through `next`; guarded by held_lock */
 static size_t           nheld;     /* guarded by held_lock */
 
-static pthread_key_t  tls_key;
-static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
-
-/* ------------------------------------------------------ thread exit */
-
-static void tls_release(void *unused)
-{
-    (void)unused;
-    struct async_tls *t = async__tls_get();
-    while (t->cache) {
-        struct future *f = t->cache;
-        t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
-        async__free(f);
-    }
-    t->ncache = 0;
-    async__free(t->self.defers);
-    t->self.defers = NULL;
-    t->self.ndefers = t->self.capdefers = 0;
-    async__parker_put(t->parker);
-    t->parker = NULL;
-    async__tls_list_remove(t);
-}
-
-static void tls_key_create(void)
-{
-    ASYNC_CHECK(pthread_key_create(&tls_key, tls_release));
-}
-
-void async__tls_register(void)
-{
-    ASYNC_CHECK(pthread_once(&tls_once, tls_key_create));
-    if (!pthread_getspecific(tls_key))
-        ASYNC_CHECK(pthread_setspecific(tls_key, async__tls_get()));
-}
-
-/* ----------------------------------------------------------- records */
-
-static void depot_take(struct async_tls *t)
-{
-    async__lock(&depot_lock);
-    struct future *b = depot;
-    if (b) {
-        depot = b->awaiting;
-        ndepot--;
-    }
-    async__unlock(&depot_lock);
-    if (!b)
-        return;
-    if (!t->cache && !t->ncache)
-        async__tls_register();
-    t->cache = b;
-    t->ncache = BATCH;
-}
-
-/* The cache is full: hand BATCH records to the depot, or free them. */
-static void depot_give(struct async_tls *t)
-{
-    struct future *b = t->cache, *last = b;
-    for (unsigned i = 1; i < BATCH; i++)
-        last = atomic_load_explicit(&last->next, memory_order_relaxed);
-    t->cache = atomic_load_explicit(&last->next, memory_order_relaxed);
-    t->ncache -= BATCH;
-    atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
-    async__lock(&depot_lock);
-    bool kept = ndepot < DEPOT_MAX;
-    if (kept) {
-        b->awaiting = depot;
-        depot = b;
-        ndepot++;
-    }
-    async__unlock(&depot_lock);
-    while (!kept && b) {
-        struct future *next = atomic_load_explicit(&b->next, memory_order_relaxed);
-        async__free(b);
-        b = next;
-    }
-}
-
-static struct future *record_alloc(size_t arg_size)
-{
-    struct async_tls *t = async__tls_get();
-    if (arg_size == 0 && !t->cache && !async__alloc_hooked())
-        depot_take(t);
-    if (arg_size == 0 && t->cache && !async__alloc_hooked()) {
-        struct future *f = t->cache;
-        t->cache = atomic_load_explicit(&f->next, memory_order_relaxed);
-        t->ncache--;
-        /* nobody kept a reference to a freed record */
-        ASYNC_ASSERT(atomic_load_explicit(&f->refs, memory_order_relaxed) == 0);
-        return f;
-    }
-    if (arg_size > SIZE_MAX - ASYNC_ARG_OFFSET) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    struct future *f = async__malloc(arg_size ? ASYNC_ARG_OFFSET + arg_size
-                                              : sizeof(struct future));
-    if (f) {
-        f->size_class = arg_size == 0;
-#if ASYNC_CHECKS
-        f->gen = 0;
-#endif
-    }
-    return f;
-}
-
-static void record_free(struct future *f)
-{
-    struct async_tls *t = async__tls_get();
-#if ASYNC_CHECKS
-    /* cached records have refs == 0: a late release or retain is caught */
-    atomic_store_explicit(&f->refs, 0, memory_order_relaxed);
-#endif
-    if (f->size_class && !async__alloc_hooked()) {
-        if (t->ncache == CACHE_MAX)
-            depot_give(t);
-        if (!t->cache)
-            async__tls_register();
-        atomic_store_explicit(&f->next, t->cache, memory_order_relaxed);
-        t->cache = f;
-        t->ncache++;
-        return;
-    }
-    async__free(f);
-}
-
 #if ASYNC_CHECKS
 static void record_free_any(void *f)
 {
-    record_free(f);
+    async__record_free(f);
 }
 #endif
 
@@ -217,7 +71,7 @@ static void record_init(struct future *f, uint8_t kind, struct async_pool *pool)
 struct future *async__task_new(struct async_pool *pool, async_fn fn, const void *arg,
                                size_t arg_size)
 {
-    struct future *f = record_alloc(arg_size);
+    struct future *f = async__record_alloc(arg_size);
     if (!f)
         return NULL;
     record_init(f, ASYNC_KIND_TASK, pool);
@@ -234,7 +88,7 @@ struct future *async__task_new(struct async_pool *pool, async_fn fn, const void 
 
 struct future *async__promise_new(void)
 {
-    struct future *f = record_alloc(0);
+    struct future *f = async__record_alloc(0);
     if (!f)
         return NULL;
     record_init(f, ASYNC_KIND_PROMISE, NULL);
@@ -293,7 +147,7 @@ static void record_dispose(struct future *f)
 #if ASYNC_CHECKS
     async__quarantine(f, record_free_any);
 #else
-    record_free(f);
+    async__record_free(f);
 #endif
 }
 

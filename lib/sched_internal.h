@@ -253,6 +253,7 @@ bool  async__test_mpsc_empty(struct async_mpsc *q);
  * the next of the same record. */
 #define ASYNC_SLOT_HOLD ((uintptr_t)1)
 #define ASYNC_SLOT_TAG  ((uintptr_t)15)
+_Static_assert(ASYNC_SLOT_TAG < ASYNC_RECORD_ALIGN, "a record's low bits hold the tag");
 
 static inline struct future *async__slot_record(uintptr_t word)
 {
