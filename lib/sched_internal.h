@@ -252,8 +252,8 @@ bool  async__test_mpsc_empty(struct async_mpsc *q);
  * submitter's thread, which tell a worker watching the slot one put from
  * the next of the same record. */
 #define ASYNC_SLOT_HOLD ((uintptr_t)1)
-#define ASYNC_SLOT_TAG  ((uintptr_t)15)
-_Static_assert(ASYNC_SLOT_TAG < ASYNC_RECORD_ALIGN, "a record's low bits hold the tag");
+#define ASYNC_SLOT_TAG  ((uintptr_t)ASYNC_RECORD_ALIGN - 1)
+_Static_assert(ASYNC_SLOT_TAG >= 3, "the tag holds HOLD and a count of puts");
 
 static inline struct future *async__slot_record(uintptr_t word)
 {
