@@ -164,7 +164,7 @@ static _Thread_local struct async_ctx *entering;
 static void uc_entry(void)
 {
     struct async_ctx *c = entering;
-    ((async_ctx_fn)c->sp)(c->transfer);
+    ((async_ctx_fn)(uintptr_t)c->sp)(c->transfer);   /* ctx_make stored it */
     abort();   /* an entry function never returns */
 }
 
