@@ -9,7 +9,7 @@
  * What the dump reaches, without a registry of records. A task record is 72
  * bytes and a pending one must stay under 100, so records are on no list:
  *   - a task that runs, or is parked, is on a fiber: goroutine mode's stack
- *     fibers are type-stable (fiber.c: never freed) and all are reachable
+ *     fibers are type-stable (stacks.c: never freed) and all are reachable
  *     through the wake-target registry (park.c); a thread's own fiber (thread
  *     mode, inline runs) is in its TLS block, reachable through tls.c's list
  *     of threads that ran a task, whose lock keeps every listed block alive;

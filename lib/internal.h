@@ -13,8 +13,10 @@
  *   tls.c      the thread's state and the accessor that survives migration
  *   park.c     the per-thread parker, the short lock, wait queues, and the
  *              registry of wake targets (parkers and fibers by 32-bit id)
- *   fiber.c    contexts and stacks: the switch (ctx/switch_<cpu>.S, or ucontext), slabs
- *              of stacks, fiber records, sanitizer and valgrind annotations
+ *   fiber.c    contexts: the switch (ctx/switch_<cpu>.S, or ucontext), a
+ *              fiber's start, overflow checks, the sanitizers' annotations
+ *   stacks.c   stacks: classes, slabs and guard pages, the fiber records,
+ *              taking stacks in batches, giving their pages back
  *   wait.c     the waiter and async__wake: one call that unparks a thread
  *              or makes a parked fiber runnable; wake sets
  *   recmem.c   the task record's memory: blocks a thread carves records
@@ -73,8 +75,8 @@
  *   a->lock (compose.c, an async_after timer's) > timer_lock: cancelling
  *              a timer takes it out of its pool's heap while holding its own
  *              lock, so the pool cannot be freed meanwhile (compose.c)
- *   stack_lock (fiber.c), timer_lock (timer.c), depot_lock and held_lock
- *   (record.c), registry_lock (park.c), inj_lock, dl_lock (deadline.c),
+ *   stack_lock (stacks.c), timer_lock (timer.c), depot_lock (recmem.c),
+ *   held_lock (record.c), registry_lock (park.c), inj_lock, dl_lock (deadline.c),
  *   q_lock (checks.c), sig_lock (watch.c): leaves
  *   pools_lock (dump.c) > list_lock (tls.c); the dump's walk of queued
  *   tasks also takes inj_lock, held_lock, and depot_lock or q_lock (the
@@ -252,7 +254,7 @@ int64_t async__now_coarse(void);
  * chain and deferred functions; runs nest like the stack they are on). A
  * thread's own stack is a fiber too (embedded in its struct async_tls), so
  * code that asks "which task runs here" asks the current fiber, whatever the
- * mode. Stack fibers live in slabs (fiber.c) and are type-stable: never
+ * mode. Stack fibers live in slabs (stacks.c) and are type-stable: never
  * unmapped, so a late wake-up of one is at worst spurious.
  */
 struct async_frame;
@@ -619,35 +621,8 @@ static inline void async__unlock(async_lock_t *l)
 typedef void (*async_ctx_fn)(void *transfer);
 void *async__ctx_switch(struct async_ctx *from, struct async_ctx *to, void *transfer);
 
-/* Stack sizes: ASYNC_STACK_DEFAULT for config 0; below ASYNC_STACK_MIN or
- * above ASYNC_STACK_MAX is EINVAL. */
-#define ASYNC_STACK_DEFAULT ((size_t)256 * 1024)
-#define ASYNC_STACK_MIN     ((size_t)16 * 1024)
-#define ASYNC_STACK_MAX     ((size_t)1 << 30)
-/* A class of stacks of one size (one per distinct size in use). */
-struct async_stack_class *async__stack_class(size_t size);   /* NULL: ENOMEM */
-size_t async__stack_class_size(const struct async_stack_class *c);
-/* Up to `want` (at most ASYNC_FIBER_BATCH) free stack fibers of c into out,
- * each with its top page resident; returns how many (0: no memory, or no
- * more address space). They are FREE: async__fiber_reset starts one. */
-#define ASYNC_FIBER_BATCH 16u
-size_t async__fiber_take(struct async_stack_class *c, struct async_fiber **out, size_t want);
 /* Make a free fiber start afresh in fn. */
 void async__fiber_reset(struct async_fiber *f, async_ctx_fn fn);
-/* Give a fiber back (state FREE); its pages may be returned to the kernel. */
-void async__fiber_release(struct async_fiber *f);
-/* Whether c holds more free stacks than it keeps resident (a relaxed read);
- * hand all but those back to the kernel (a worker that stayed idle: a burst
- * is over). */
-bool async__stacks_trimmable(const struct async_stack_class *c);
-void async__stacks_trim(struct async_stack_class *c);
-/* Stacks allocated (in use or cached) across every class. */
-size_t async__stacks_allocated(void);
-/* Whether async__fiber_take makes pages resident (false once the kernel
- * refused, and under valgrind). */
-bool async__stacks_populating(void);
-/* Tests: the decay's period (fiber.c, "Recycling"). */
-void async__test_trim_period(int64_t ns);
 /* Switch from the running fiber `from` to `to` (which must not be running),
  * telling the sanitizers; `leaving` when `from` will never be resumed (it is
  * released by whoever lands). Returns the transfer of the switch that
@@ -683,6 +658,36 @@ void async__fiber_check(struct async_fiber *f);
 size_t async__stack_room(void);
 /* Inline runs need this much room (else the waiter parks instead). */
 #define ASYNC_INLINE_ROOM ((size_t)64 * 1024)
+
+/* ----------------------------------------------------------- stacks.c */
+
+/* Stack sizes: ASYNC_STACK_DEFAULT for config 0; below ASYNC_STACK_MIN or
+ * above ASYNC_STACK_MAX is EINVAL. */
+#define ASYNC_STACK_DEFAULT ((size_t)256 * 1024)
+#define ASYNC_STACK_MIN     ((size_t)16 * 1024)
+#define ASYNC_STACK_MAX     ((size_t)1 << 30)
+/* A class of stacks of one size (one per distinct size in use). */
+struct async_stack_class *async__stack_class(size_t size);   /* NULL: ENOMEM */
+size_t async__stack_class_size(const struct async_stack_class *c);
+/* Up to `want` (at most ASYNC_FIBER_BATCH) free stack fibers of c into out,
+ * each with its top page resident; returns how many (0: no memory, or no
+ * more address space). They are FREE: async__fiber_reset starts one. */
+#define ASYNC_FIBER_BATCH 16u
+size_t async__fiber_take(struct async_stack_class *c, struct async_fiber **out, size_t want);
+/* Give a fiber back (state FREE); its pages may be returned to the kernel. */
+void async__fiber_release(struct async_fiber *f);
+/* Whether c holds more free stacks than it keeps resident (a relaxed read);
+ * hand all but those back to the kernel (a worker that stayed idle: a burst
+ * is over). */
+bool async__stacks_trimmable(const struct async_stack_class *c);
+void async__stacks_trim(struct async_stack_class *c);
+/* Stacks allocated (in use or cached) across every class. */
+size_t async__stacks_allocated(void);
+/* Whether async__fiber_take makes pages resident (false once the kernel
+ * refused, and under valgrind). */
+bool async__stacks_populating(void);
+/* Tests: the decay's period (stacks.c, "Recycling"). */
+void async__test_trim_period(int64_t ns);
 
 /* ------------------------------------------------------------- wait.c */
 

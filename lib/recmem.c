@@ -101,8 +101,7 @@ static struct async_rblock *block_of(struct future *f)
 /* n records of b came back: the last ones free it. */
 static void block_put(struct async_rblock *b, uint32_t n)
 {
-    if (!n)
-        return;
+    ASYNC_ASSERT(n > 0);
     uint32_t old = atomic_fetch_sub_explicit(&b->left, n, memory_order_acq_rel);
     ASYNC_ASSERT(old >= n);
     if (old != n)

@@ -82,7 +82,7 @@ struct async_fiber *async__cache_get(struct async_worker *w)
         w->ncache--;
     } else {
         /* Refill the cache at once: one lock, and one system call for the
-         * pages of those not resident (fiber.c) */
+         * pages of those not resident (stacks.c) */
         struct async_fiber *got[FIBER_CACHE];
         size_t n = async__fiber_take(w->pool->stacks, got, FIBER_CACHE);
         if (n == 0)

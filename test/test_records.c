@@ -35,10 +35,10 @@ struct batch {
 
 /* Runs fn(b) on a thread of its own and joins it: whatever the thread's
  * cache and block hold goes back at its exit. */
-static void on_thread(void *(*fn)(void *), struct batch *b)
+static void on_thread(void *(*fn)(void *), void *arg)
 {
     pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, fn, b), 0);
+    cr_assert_eq(pthread_create(&t, NULL, fn, arg), 0);
     cr_assert_eq(pthread_join(t, NULL), 0);
 }
 
@@ -74,9 +74,7 @@ static void *unquarantine(void *arg)
  * the cache of a thread that then exits. */
 static size_t blocks(void)
 {
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, unquarantine, NULL), 0);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    on_thread(unquarantine, NULL);
     async__test_record_depot_drain();
     return async__test_record_blocks();
 }
@@ -269,9 +267,7 @@ Test(records, a_pools_records_all_go_back_when_its_threads_are_gone, .timeout = 
 {
     size_t base = blocks();
     struct feeder fd = { .n = 200000 };
-    pthread_t t;
-    cr_assert_eq(pthread_create(&t, NULL, feed, &fd), 0);
-    cr_assert_eq(pthread_join(t, NULL), 0);
+    on_thread(feed, &fd);
     cr_assert_eq(fd.sum, (long long)fd.n * (fd.n + 1) / 2);
     cr_assert_gt(fd.during, base, "the records came from blocks");
     size_t left = blocks();

@@ -1,5 +1,5 @@
 /*
- * test/test_stacks.c — the memory of goroutine mode's stacks (lib/fiber.c):
+ * test/test_stacks.c — the memory of goroutine mode's stacks (lib/stacks.c):
  * stacks a worker takes come with their first page resident, fresh or
  * given back before, in this process and in a forked child; a pool that
  * never idles keeps a burst's stacks through the burst and gives back, a
